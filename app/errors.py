@@ -1,0 +1,43 @@
+"""Turn engine exceptions into one clear sentence in the UI (gr.Error)."""
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+
+import gradio as gr
+
+log = logging.getLogger("lethe.app")
+USER_ERRORS = (ValueError, KeyError, RuntimeError, OSError, TypeError)
+
+
+def _message(exc: BaseException) -> str:
+    text = str(exc).strip().strip("'\"")
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _raise_ui(exc: BaseException):
+    if isinstance(exc, gr.Error):
+        raise exc
+    log.warning("request failed: %s", exc, exc_info=not isinstance(exc, USER_ERRORS))
+    raise gr.Error(_message(exc)) from exc
+
+
+def ui_errors(fn):
+    """Wrap an event handler (plain or generator) so every failure reaches the user as gr.Error."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen_wrapper(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as exc:
+                _raise_ui(exc)
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            _raise_ui(exc)
+    return wrapper

@@ -1,0 +1,33 @@
+"""build_app(workbench, settings) -> gr.Blocks: composes the tabs over one model queue."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from . import texts
+from .tabs import model as model_tab
+from .tabs import playground as playground_tab
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+CSS_PATH = STATIC / "workbench.css"
+TABS = (playground_tab, model_tab)
+
+
+def build_app(workbench, settings: dict | None = None) -> gr.Blocks:
+    settings = dict(settings or {})
+    with gr.Blocks(title=texts.TITLE) as demo:
+        gr.Markdown(f"# {texts.TITLE}\n{texts.TAGLINE}", elem_id="lethe-header")
+        with gr.Tabs():
+            uis = [(tab, tab.build(workbench, settings)) for tab in TABS]
+        for tab, ui in uis:
+            tab.wire(ui, workbench, settings)
+    # model-bound events share concurrency_id="model": one at a time on the shared model
+    demo.queue(default_concurrency_limit=1, max_size=settings.get("queue_size", 64))
+    return demo
+
+
+def launch_kwargs(settings: dict) -> dict:
+    """Arguments for demo.launch() that belong to the app: styling and a minimal file surface."""
+    return dict(css_paths=[CSS_PATH], allowed_paths=[], ssr_mode=False,
+                footer_links=["api", "settings"])

@@ -1,0 +1,77 @@
+"""Start the Lethe workbench: `python launch.py [--model default] [--preset harry_potter] ...`.
+
+It checks the environment and explains any problem with the exact command that fixes it;
+it never installs anything (that is `make setup`).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import time
+
+REQUIRED = {  # import name -> pip name
+    "torch": "torch==2.13.0", "transformers": "transformers", "gradio": "gradio", "peft": "peft",
+    "gguf": "gguf", "yaml": "pyyaml", "plotly": "plotly", "pandas": "pandas", "spacy": "spacy",
+}
+FIX = "run `make setup` (or `.venv/bin/pip install -r requirements.txt`)"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Lethe: an interactive workbench for LLM unlearning.")
+    p.add_argument("--model", default="default", help="'default' (embedded SmolLM2-135M-Instruct), a Hub id or a local folder")
+    p.add_argument("--preset", default="harry_potter", help="preset name or folder")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1 keeps it private)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--share", action="store_true", help="open a public Gradio share link")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--offline", action="store_true", help="never contact the Hugging Face Hub")
+    p.add_argument("--trust-remote-code", action="store_true", help="run model code from the Hub (off by default)")
+    return p.parse_args(argv)
+
+
+def check_environment() -> list[str]:
+    """Problems with this Python environment, each with the command that fixes it."""
+    problems = []
+    if sys.version_info < (3, 10):
+        problems.append(f"Python {sys.version.split()[0]} is too old: Lethe needs Python 3.10 or newer "
+                        "(the Makefile uses python3.11 when present).")
+    for module, pip_name in REQUIRED.items():
+        if importlib.util.find_spec(module) is None:
+            problems.append(f"Missing package '{pip_name}': {FIX}.")
+    return problems
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    problems = check_environment()
+    if problems:
+        for line in problems:
+            print(f"lethe: {line}", file=sys.stderr)
+        return 1
+    if args.offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    start = time.perf_counter()
+    from app.main import build_app, launch_kwargs
+    from engine import Workbench
+
+    try:
+        workbench = Workbench(model=args.model, preset=args.preset, device=args.device, dtype=args.dtype,
+                              trust_remote_code=args.trust_remote_code)
+    except Exception as exc:
+        print(f"lethe: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        return 1
+    settings = {"model": args.model}
+    demo = build_app(workbench, settings)
+    print(f"lethe: model {workbench.model_info()['name']} ready in {time.perf_counter() - start:.1f} s")
+    if args.host not in ("127.0.0.1", "localhost") or args.share:
+        print("lethe: warning: the workbench is reachable from other machines.", file=sys.stderr)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, **launch_kwargs(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
