@@ -44,6 +44,21 @@ def check_environment() -> list[str]:
     return problems
 
 
+def warm_classifier(workbench) -> None:
+    """Load (or, on first use, train) the preset's gate classifier in the background."""
+    import threading
+
+    def work():
+        try:
+            info = workbench.classifier().info()
+            print(f"lethe: gate classifier ready (threshold {info['threshold']:.3f})")
+        except Exception as exc:  # the UI reports it on first use
+            print(f"lethe: gate classifier not ready: {exc}", file=sys.stderr)
+
+    if workbench.preset is not None:
+        threading.Thread(target=work, name="lethe-classifier", daemon=True).start()
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     problems = check_environment()
@@ -66,6 +81,7 @@ def main(argv=None) -> int:
         return 1
     settings = {"model": args.model}
     demo = build_app(workbench, settings)
+    warm_classifier(workbench)
     print(f"lethe: model {workbench.model_info()['name']} ready in {time.perf_counter() - start:.1f} s")
     if args.host not in ("127.0.0.1", "localhost") or args.share:
         print("lethe: warning: the workbench is reachable from other machines.", file=sys.stderr)

@@ -7,11 +7,11 @@ import gradio as gr
 
 from . import texts
 from .tabs import model as model_tab
+from .tabs import optimize as optimize_tab
 from .tabs import playground as playground_tab
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 CSS_PATH = STATIC / "workbench.css"
-TABS = (playground_tab, model_tab)
 
 
 def build_app(workbench, settings: dict | None = None) -> gr.Blocks:
@@ -19,9 +19,12 @@ def build_app(workbench, settings: dict | None = None) -> gr.Blocks:
     with gr.Blocks(title=texts.TITLE) as demo:
         gr.Markdown(f"# {texts.TITLE}\n{texts.TAGLINE}", elem_id="lethe-header")
         with gr.Tabs():
-            uis = [(tab, tab.build(workbench, settings)) for tab in TABS]
-        for tab, ui in uis:
-            tab.wire(ui, workbench, settings)
+            play = playground_tab.build(workbench, settings)
+            opt = optimize_tab.build(workbench, settings)
+            model = model_tab.build(workbench, settings)
+        playground_tab.wire(play, workbench, settings)
+        optimize_tab.wire(opt, workbench, settings, playground=play)
+        model_tab.wire(model, workbench, settings)
     # model-bound events share concurrency_id="model": one at a time on the shared model
     demo.queue(default_concurrency_limit=1, max_size=settings.get("queue_size", 64))
     return demo

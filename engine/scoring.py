@@ -2,8 +2,9 @@
 
 The log-prob primitive behind cloze probes (and, later, metrics). Prefix and continuation
 are tokenized separately and concatenated, so the continuation's tokens are exactly its own.
-An optional `embed` callable maps (input_ids, prefix_mask) -> inputs_embeds, which is how a
-corrupted prompt (ECO) is scored without touching the model. Knows nothing about presets.
+An optional `embed` callable maps (input_ids, corrupt_mask) -> inputs_embeds, with
+`positions[i]` naming the token indices of pair i to mark in the mask: this is how a corrupted
+prompt (ECO) is scored without touching the model. Knows nothing about presets.
 """
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from typing import Callable, Sequence
 
 import torch
 
-EmbedFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+EmbedFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (ids (B,T), mask (B,T) bool) -> (B,T,D)
 
 
-def _pairs_to_batch(tokenizer, prefixes: Sequence[str], continuations: Sequence[str]):
+def _pairs_to_batch(tokenizer, prefixes: Sequence[str], continuations: Sequence[str], positions=None):
     rows, spans = [], []
     for prefix, cont in zip(prefixes, continuations):
         p = tokenizer(prefix, add_special_tokens=True)["input_ids"]
@@ -27,25 +28,29 @@ def _pairs_to_batch(tokenizer, prefixes: Sequence[str], continuations: Sequence[
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
     attn = torch.zeros((len(rows), width), dtype=torch.long)
-    prefix_mask = torch.zeros((len(rows), width), dtype=torch.bool)
-    for i, (row, (a, _)) in enumerate(zip(rows, spans)):
+    mask = torch.zeros((len(rows), width), dtype=torch.bool)
+    for i, row in enumerate(rows):
         ids[i, : len(row)] = torch.tensor(row)
         attn[i, : len(row)] = 1
-        prefix_mask[i, :a] = True
-    return ids, attn, prefix_mask, spans
+        for p in (positions[i] if positions is not None else ()):
+            if p < len(row):
+                mask[i, p] = True
+    return ids, attn, mask, spans
 
 
 @torch.inference_mode()
 def continuation_logprobs(model, tokenizer, prefixes: Sequence[str], continuations: Sequence[str],
-                          batch_size: int = 32, embed: EmbedFn | None = None) -> list[float]:
+                          batch_size: int = 32, embed: EmbedFn | None = None,
+                          positions: Sequence[Sequence[int]] | None = None) -> list[float]:
     """Mean per-token log p(continuation | prefix) for each pair, in batches (right padding)."""
     if len(prefixes) != len(continuations):
         raise ValueError("prefixes and continuations must have the same length.")
     device = model.get_input_embeddings().weight.device
     out: list[float] = []
     for start in range(0, len(prefixes), batch_size):
+        pos = positions[start:start + batch_size] if positions is not None else None
         ids, attn, pmask, spans = _pairs_to_batch(
-            tokenizer, prefixes[start:start + batch_size], continuations[start:start + batch_size])
+            tokenizer, prefixes[start:start + batch_size], continuations[start:start + batch_size], pos)
         ids, attn, pmask = ids.to(device), attn.to(device), pmask.to(device)
         if embed is None:
             logits = model(input_ids=ids, attention_mask=attn).logits
@@ -60,14 +65,19 @@ def continuation_logprobs(model, tokenizer, prefixes: Sequence[str], continuatio
 
 
 def rank_choices(model, tokenizer, prefix_choices: Sequence[tuple[str, Sequence[str]]],
-                 batch_size: int = 32, embed: EmbedFn | None = None) -> list[list[float]]:
-    """For each (prefix, choices), the mean log-prob of every choice (choice 0 = the answer)."""
-    prefixes, conts, sizes = [], [], []
-    for prefix, choices in prefix_choices:
+                 batch_size: int = 32, embed: EmbedFn | None = None,
+                 positions: Sequence[Sequence[int]] | None = None) -> list[list[float]]:
+    """For each (prefix, choices), the mean log-prob of every choice (choice 0 = the answer).
+
+    `positions[i]` (optional) are the token indices to corrupt for prefix i, shared by its choices."""
+    prefixes, conts, sizes, pos = [], [], [], []
+    for i, (prefix, choices) in enumerate(prefix_choices):
         prefixes += [prefix] * len(choices)
         conts += list(choices)
         sizes.append(len(choices))
-    flat = continuation_logprobs(model, tokenizer, prefixes, conts, batch_size, embed)
+        pos += [positions[i] if positions is not None else ()] * len(choices)
+    flat = continuation_logprobs(model, tokenizer, prefixes, conts, batch_size, embed,
+                                 pos if positions is not None else None)
     out, k = [], 0
     for n in sizes:
         out.append(flat[k:k + n])

@@ -11,7 +11,9 @@ import threading
 import time
 from typing import Iterator
 
-from . import generation
+from . import generation, zo
+from .classifier import ClassifierConfig, PromptClassifier, gate_report, preset_classifier
+from .eco import ECO, ECOConfig, ECOPlan, probe_summary
 from .generation import GenerationConfig, GenerationStats
 from .models import DEFAULT_MODEL, LoadedModel, load_model
 from .presets import Preset, list_presets, load_preset
@@ -47,6 +49,8 @@ class Workbench:
         self.max_prompt_chars = max_prompt_chars
         self.lm: LoadedModel | None = None
         self.preset: Preset | None = load_preset(preset) if preset else None
+        self.classifiers: dict[str, PromptClassifier] = {}  # preset name -> gate classifier
+        self._classifier_lock = threading.Lock()
         if model:
             self.load_model(model)
 
@@ -82,6 +86,68 @@ class Workbench:
             self.preset = preset
         return preset.summary()
 
+    def _preset(self, name: str | None = None) -> Preset:
+        if name and (self.preset is None or self.preset.name != name):
+            return load_preset(name)
+        if self.preset is None:
+            raise RuntimeError("No preset is loaded: pick one (Model tab or --preset).")
+        return self.preset
+
+    # ------------------------------------------------------------------ classifier
+    def classifier(self, preset: str | None = None, on_step=None, stop_event=None,
+                   config: ClassifierConfig | None = None) -> PromptClassifier:
+        """The preset's gate classifier: from memory, the cache, or trained now (once)."""
+        p = self._preset(preset)
+        with self._classifier_lock:
+            if p.name not in self.classifiers:
+                clf = preset_classifier(p, config, on_step=on_step, stop_event=stop_event)
+                if clf is None:
+                    raise RuntimeError("Classifier training was stopped; nothing was saved.")
+                self.classifiers[p.name] = clf
+            return self.classifiers[p.name]
+
+    def use_classifier(self, name_or_path: str, preset: str | None = None, threshold: float | None = None) -> dict:
+        """Gate with an external Hugging Face sequence classifier instead of the trained one."""
+        clf = PromptClassifier.load(name_or_path, threshold)
+        self.classifiers[self._preset(preset).name] = clf
+        return clf.info()
+
+    def classify(self, prompts: list[str], preset: str | None = None, threshold: float | None = None) -> dict:
+        """{threshold, results: [{prompt, score, flagged}]} for each prompt."""
+        for p in prompts:
+            check_prompt(p, self.max_prompt_chars)
+        clf = self.classifier(preset)
+        t = clf.threshold if threshold is None else float(threshold)
+        scores = clf.score(prompts)
+        return {"threshold": t, "classifier": clf.name,
+                "results": [{"prompt": p, "score": s, "flagged": s > t} for p, s in zip(prompts, scores)]}
+
+    def gate_report(self, preset: str | None = None, split: str = "test") -> dict:
+        p = self._preset(preset)
+        clf = self.classifier(p.name)
+        return gate_report(clf, [r.prompt for r in p.prompts("forget", split)],
+                           [r.prompt for r in p.prompts("retain", split)])
+
+    # ------------------------------------------------------------------ ECO
+    def _eco(self, preset: str | None, config: ECOConfig) -> ECO:
+        clf = self.classifier(preset) if config.gate == "classifier" else None
+        return ECO(self._lm(), clf)
+
+    def select_tokens(self, prompt: str, config: ECOConfig | None = None, manual: list[int] | None = None,
+                      chat: bool = True) -> dict:
+        """The prompt's LLM tokens with the selected ones and their entity labels."""
+        check_prompt(prompt, self.max_prompt_chars)
+        config = (config or ECOConfig()).validate(self._lm().model.config.hidden_size)
+        eco = ECO(self._lm())
+        sel = eco.selector(config).select(self._lm().tokenizer, prompt, chat=chat, manual=manual)
+        return {**sel.to_dict(), "highlighted": sel.highlighted(), "prompt_span": list(sel.prompt_span),
+                "offsets": [list(o) for o in sel.offsets]}
+
+    def eco_plan(self, prompt: str, config: ECOConfig, preset: str | None = None,
+                 manual: list[int] | None = None, chat: bool = True) -> ECOPlan:
+        check_prompt(prompt, self.max_prompt_chars)
+        with self.lock:
+            return self._eco(preset, config).plan(prompt, config, chat=chat, manual=manual)
     def _lm(self) -> LoadedModel:
         if self.lm is None:
             raise RuntimeError("No model is loaded: load one first (Model tab or --model).")
@@ -89,27 +155,132 @@ class Workbench:
 
     # ------------------------------------------------------------------ generation
     def stream(self, prompt: str, config: GenerationConfig | None = None,
-               stop_event: threading.Event | None = None,
-               stats: GenerationStats | None = None) -> Iterator[str]:
-        """Yield the Original model's answer so far, growing, until it is complete."""
+               stop_event: threading.Event | None = None, stats: GenerationStats | None = None,
+               variant: str = "original", eco: ECOConfig | None = None, preset: str | None = None,
+               manual: list[int] | None = None, plan_out: list | None = None) -> Iterator[str]:
+        """Yield a variant's answer so far, growing, until it is complete.
+
+        variant "original" is the base model; "eco" corrupts the prompt when the gate fires (the
+        ECOPlan is appended to `plan_out` when given)."""
         check_prompt(prompt, self.max_prompt_chars)
         config = (config or GenerationConfig()).validate()
+        if variant not in ("original", "eco"):
+            raise ValueError(f"Unknown variant {variant!r}; known: original, eco.")
         lm = self._lm()
         with self.lock:
-            inputs = generation.encode_prompt(lm.tokenizer, prompt, chat=config.chat, device=lm.device)
+            if variant == "eco":
+                eco = eco or ECOConfig(seed=config.seed)
+                plan = self._eco(preset, eco).plan(prompt, eco, chat=config.chat, manual=manual)
+                if plan_out is not None:
+                    plan_out.append(plan)
+                inputs = ({"inputs_embeds": plan.inputs_embeds, "attention_mask": plan.attention_mask}
+                          if plan.flagged else {"input_ids": plan.input_ids, "attention_mask": plan.attention_mask})
+            else:
+                inputs = generation.encode_prompt(lm.tokenizer, prompt, chat=config.chat, device=lm.device)
             yield from generation.stream(lm.model, lm.tokenizer, config, stop_event=stop_event,
                                          stats=stats, **inputs)
 
-    def generate(self, prompt: str, config: GenerationConfig | None = None) -> dict:
-        """The whole answer with timing: {text, model, seconds, new_tokens, tokens_per_second}."""
-        stats = GenerationStats()
+    def generate(self, prompt: str, config: GenerationConfig | None = None, variant: str = "original",
+                 eco: ECOConfig | None = None, preset: str | None = None) -> dict:
+        """The whole answer with timing: {text, model, seconds, new_tokens, tokens_per_second}
+        (plus the gate score and decision for variant "eco")."""
+        stats, plans = GenerationStats(), []
         start = time.perf_counter()
-        for _ in self.stream(prompt, config, stats=stats):
+        for _ in self.stream(prompt, config, stats=stats, variant=variant, eco=eco, preset=preset,
+                             plan_out=plans):
             pass
-        return {
+        out = {
             "text": stats.text,
             "model": self._lm().info.name,
+            "variant": variant,
             "seconds": round(time.perf_counter() - start, 3),
             "new_tokens": stats.new_tokens,
             "tokens_per_second": round(stats.tokens_per_second, 2),
         }
+        if plans:
+            out.update(score=plans[0].score, flagged=plans[0].flagged, threshold=plans[0].threshold,
+                       selected_tokens=[plans[0].selection.tokens[i] for i in plans[0].selection.positions])
+        return out
+
+    def stream_many(self, prompt: str, variants: list[tuple[str, ECOConfig | None]],
+                    config: GenerationConfig | None = None, stop_event: threading.Event | None = None,
+                    preset: str | None = None, plan_out: list | None = None,
+                    stats_out: list | None = None, manual: list[int] | None = None) -> Iterator[list[str]]:
+        """Stream several variants of one prompt together; yields the list of texts so far."""
+        config = (config or GenerationConfig()).validate()
+        stats = [GenerationStats() for _ in variants]
+        if stats_out is not None:
+            stats_out.extend(stats)
+        with self.lock:
+            streams = [self.stream(prompt, config, stop_event=stop_event, stats=st, variant=v, eco=e,
+                                   preset=preset, plan_out=plan_out, manual=manual)
+                       for (v, e), st in zip(variants, stats)]
+            texts, live = [""] * len(streams), list(range(len(streams)))
+            try:
+                while live:
+                    for i in list(live):
+                        try:
+                            texts[i] = next(streams[i])
+                        except StopIteration:
+                            live.remove(i)
+                    yield list(texts)
+            finally:
+                for s in streams:
+                    s.close()
+
+    # ------------------------------------------------------------------ probes, sweeps, ZO
+    def probe_accuracy(self, side: str, split: str = "test", eco: ECOConfig | None = None,
+                       preset: str | None = None) -> dict:
+        """{accuracy, logprob, n} on a preset's cloze probes, Original (eco=None) or with ECO."""
+        p = self._preset(preset)
+        with self.lock:
+            e = self._eco(p.name, eco) if eco is not None else ECO(self._lm())
+            return probe_summary(e.probe_choice_logprobs(p.probes(side, split), eco))
+
+    def sweep(self, strengths: list[float], eco: ECOConfig | None = None, dims: list[int] | None = None,
+              split: str = "test", preset: str | None = None, on_point=None,
+              stop_event: threading.Event | None = None) -> list[dict]:
+        """Forget/retain probe accuracy and mean log-prob at each strength (x dims): a dose-response."""
+        eco = eco or ECOConfig()
+        base = {s: self.probe_accuracy(s, split, None, preset) for s in ("forget", "retain")}
+        points = []
+        for d in (dims or [eco.dims]):
+            for strength in strengths:
+                if stop_event is not None and stop_event.is_set():
+                    return points
+                cfg = ECOConfig.from_dict({**eco.to_dict(), "strength": float(strength), "dims": int(d)})
+                f = self.probe_accuracy("forget", split, cfg, preset)
+                r = self.probe_accuracy("retain", split, cfg, preset)
+                point = {"strength": float(strength), "dims": int(d), "forget_accuracy": f["accuracy"],
+                         "retain_accuracy": r["accuracy"], "forget_logprob": f["logprob"],
+                         "retain_logprob": r["logprob"], "original_forget_accuracy": base["forget"]["accuracy"],
+                         "original_retain_accuracy": base["retain"]["accuracy"], "n_forget": f["n"],
+                         "n_retain": r["n"]}
+                points.append(point)
+                if on_point:
+                    on_point(point)
+        return points
+
+    def optimize(self, eco: ECOConfig | None = None, zo_config: zo.ZOConfig | None = None,
+                 metric: str = "forget_probe_accuracy", target: float = 0.25, split: str = "train",
+                 preset: str | None = None, stop_event: threading.Event | None = None) -> Iterator[dict]:
+        """Zeroth-order search of ECO's strength minimising |metric(sigma) - target| on `split`
+        (train by default, so the reported test split stays unseen). Yields one record per step."""
+        if metric not in ("forget_probe_accuracy", "forget_probe_logprob"):
+            raise ValueError(f"Unknown ZO metric {metric!r}; known: forget_probe_accuracy, forget_probe_logprob.")
+        eco = eco or ECOConfig()
+        key = "accuracy" if metric == "forget_probe_accuracy" else "logprob"
+
+        def objective(sigma: float) -> float:
+            return abs(self.probe_accuracy("forget", split, eco.with_strength(sigma), preset)[key] - target)
+
+        opt = zo.ScalarZO(zo_config or zo.ZOConfig())
+        best = None
+        for rec in zo.run(objective, opt, stop_event=stop_event):
+            d = rec.to_dict()
+            for sigma, f in ((rec.theta_before + opt.c.eps, rec.f_plus),
+                             (max(rec.theta_before - opt.c.eps, 1e-8), rec.f_minus)):
+                if best is None or f < best[1]:
+                    best = (sigma, f)
+            d.update(best_strength=best[0], best_objective=best[1], metric=metric, target=target, split=split)
+            yield d

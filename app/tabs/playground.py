@@ -1,4 +1,5 @@
-"""Playground tab: a prompt, generation settings, and the streamed Original answer."""
+"""Playground tab: a prompt, the gate's score, the selected tokens, ECO's knobs, and the Original
+and ECO answers streamed side by side."""
 from __future__ import annotations
 
 import threading
@@ -6,6 +7,9 @@ import threading
 import gradio as gr
 
 from engine import GenerationConfig, GenerationStats
+from engine.corruptions import list_corruptions
+from engine.eco import GATES, UNITS, ECOConfig
+from engine.selection import MODES
 
 from .. import texts
 from ..errors import ui_errors
@@ -13,43 +17,186 @@ from ..errors import ui_errors
 
 def build(workbench, settings) -> dict:
     max_tokens = settings.get("max_new_tokens_cap", 512)
+    hidden = workbench.lm.model.config.hidden_size if workbench.lm is not None else 4096
+    d = ECOConfig()
     with gr.Tab(texts.PLAYGROUND_TAB, id="playground"):
-        tb_prompt = gr.Textbox(label=texts.PROMPT, placeholder=texts.PROMPT_PLACEHOLDER, lines=2,
-                               elem_id="prompt")
         with gr.Row():
-            btn_generate = gr.Button(texts.GENERATE, variant="primary", elem_id="btn-generate")
-            btn_stop = gr.Button(texts.STOP, variant="stop", elem_id="btn-stop")
-        with gr.Accordion(texts.SETTINGS, open=False):
-            with gr.Row():
-                sl_tokens = gr.Slider(1, max_tokens, value=min(96, max_tokens), step=1, label=texts.MAX_NEW_TOKENS)
-                sl_temperature = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label=texts.TEMPERATURE)
-                sl_top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label=texts.TOP_P)
-                nb_seed = gr.Number(value=0, precision=0, label=texts.SEED)
+            with gr.Column(scale=3):
+                tb_prompt = gr.Textbox(label=texts.PROMPT, placeholder=texts.PROMPT_PLACEHOLDER, lines=2,
+                                       elem_id="prompt")
+                with gr.Row():
+                    btn_generate = gr.Button(texts.GENERATE, variant="primary", elem_id="btn-generate")
+                    btn_stop = gr.Button(texts.STOP, variant="stop", elem_id="btn-stop")
+                md_gate = gr.Markdown("", elem_id="gate-status", elem_classes="lethe-gate")
+                ht_tokens = gr.HighlightedText(label=texts.TOKENS, combine_adjacent=False, show_legend=True,
+                                               elem_id="tokens", interactive=False)
+            with gr.Column(scale=2):
+                with gr.Accordion(texts.ECO_SETTINGS, open=True):
+                    dd_corruption = gr.Dropdown(list_corruptions(), value=d.corruption, label=texts.CORRUPTION,
+                                                elem_id="dd-corruption")
+                    sl_dims = gr.Slider(1, hidden, value=d.dims, step=1, label=texts.DIMS, elem_id="sl-dims")
+                    with gr.Row():
+                        nb_strength = gr.Number(value=d.strength, label=texts.STRENGTH, elem_id="nb-strength",
+                                                minimum=0)
+                        dd_unit = gr.Dropdown(list(UNITS), value=d.strength_unit, label=texts.STRENGTH_UNIT)
+                    sl_strength = gr.Slider(0, 1000, value=d.strength, step=0.5, label=texts.STRENGTH,
+                                            elem_id="sl-strength")
+                    with gr.Row():
+                        dd_selection = gr.Dropdown([m for m in MODES if m != "manual"], value=d.selection,
+                                                   label=texts.SELECTION)
+                        tb_entities = gr.Textbox(value="", label=texts.ENTITY_TYPES, placeholder="PERSON, ORG")
+                    with gr.Row():
+                        dd_gate = gr.Dropdown(list(GATES), value=d.gate, label=texts.GATE)
+                        sl_threshold = gr.Slider(0, 1, value=0, step=0.001, label=texts.THRESHOLD)
+                        nb_eco_seed = gr.Number(value=d.seed, precision=0, label=texts.ECO_SEED)
+                with gr.Accordion(texts.SETTINGS, open=False):
+                    sl_tokens = gr.Slider(1, max_tokens, value=min(96, max_tokens), step=1, label=texts.MAX_NEW_TOKENS)
+                    sl_temperature = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label=texts.TEMPERATURE)
+                    sl_top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label=texts.TOP_P)
+                    nb_seed = gr.Number(value=0, precision=0, label=texts.SEED)
         with gr.Row():
-            with gr.Column():
-                tb_original = gr.Textbox(label=texts.ORIGINAL, lines=8, interactive=False,
-                                         elem_id="out-original", elem_classes="lethe-output")
-                md_speed = gr.Markdown("", elem_classes="lethe-speed")
-        st_stop = gr.State(None)
-    return dict(tb_prompt=tb_prompt, btn_generate=btn_generate, btn_stop=btn_stop, sl_tokens=sl_tokens,
-                sl_temperature=sl_temperature, sl_top_p=sl_top_p, nb_seed=nb_seed,
-                tb_original=tb_original, md_speed=md_speed, st_stop=st_stop)
+            tb_original = gr.Textbox(label=texts.ORIGINAL, lines=8, interactive=False, elem_id="out-original",
+                                     elem_classes="lethe-output")
+            tb_eco = gr.Textbox(label=texts.ECO, lines=8, interactive=False, elem_id="out-eco",
+                                elem_classes="lethe-output")
+        md_speed = gr.Markdown("", elem_classes="lethe-speed")
+        st_manual = gr.State(None)  # None = automatic selection, else the selected token indices
+        st_shown = gr.State([])  # token index of each displayed HighlightedText entry
+    return dict(tb_prompt=tb_prompt, btn_generate=btn_generate, btn_stop=btn_stop, md_gate=md_gate,
+                ht_tokens=ht_tokens, dd_corruption=dd_corruption, sl_dims=sl_dims, nb_strength=nb_strength,
+                dd_unit=dd_unit, sl_strength=sl_strength, dd_selection=dd_selection, tb_entities=tb_entities,
+                dd_gate=dd_gate, sl_threshold=sl_threshold, nb_eco_seed=nb_eco_seed, sl_tokens=sl_tokens,
+                sl_temperature=sl_temperature, sl_top_p=sl_top_p, nb_seed=nb_seed, tb_original=tb_original,
+                tb_eco=tb_eco, md_speed=md_speed, st_manual=st_manual, st_shown=st_shown)
+
+
+def eco_config(corruption, dims, strength, unit, selection, entities, gate, threshold, eco_seed) -> ECOConfig:
+    """The ECO settings of one request, from the UI's values (threshold 0 = calibrated)."""
+    types = tuple(t.strip().upper() for t in (entities or "").split(",") if t.strip())
+    return ECOConfig(corruption=corruption, dims=int(dims), strength=float(strength), strength_unit=unit,
+                     selection=selection, entity_types=types, gate=gate,
+                     threshold=float(threshold) if threshold else None, seed=int(eco_seed or 0))
+
+
+def gate_line(plan_or_result: dict, gate: str) -> str:
+    decision = texts.CORRUPTS if plan_or_result["flagged"] else texts.PASSES
+    if plan_or_result.get("score") is None:
+        return texts.GATE_FIXED.format(gate=gate, decision=decision)
+    return texts.GATE_LINE.format(score=plan_or_result["score"], threshold=plan_or_result["threshold"],
+                                  decision=decision)
 
 
 def wire(ui: dict, workbench, settings) -> None:
+    eco_inputs = [ui[k] for k in ("dd_corruption", "sl_dims", "nb_strength", "dd_unit", "dd_selection",
+                                  "tb_entities", "dd_gate", "sl_threshold", "nb_eco_seed")]
+
     @ui_errors
-    def generate(prompt, max_new_tokens, temperature, top_p, seed):
+    def inspect(prompt, manual, *eco_values):
+        """Score the prompt and show its tokens (no generation)."""
+        if not prompt or not prompt.strip():
+            return "", [], []
+        cfg = eco_config(*eco_values)
+        sel = workbench.select_tokens(prompt, cfg, manual=manual) if manual is None else \
+            workbench.select_tokens(prompt, ECOConfig.from_dict({**cfg.to_dict(), "selection": "manual"}),
+                                    manual=manual)
+        a, b = sel["prompt_span"]
+        shown = [i for i, (s, e) in enumerate(sel["offsets"]) if e > a and s < b and e > s]
+        if cfg.gate == "classifier":
+            out = workbench.classify([prompt], threshold=cfg.threshold)
+            line = gate_line({**out["results"][0], "threshold": out["threshold"]}, cfg.gate)
+        else:
+            line = gate_line({"flagged": cfg.gate == "always", "score": None}, cfg.gate)
+        return line, sel["highlighted"], shown
+
+    @ui_errors
+    def toggle(prompt, manual, shown, *eco_values, evt: gr.SelectData = None):
+        """Clicking a token flips it in a manual selection that starts from the current one."""
+        cfg = eco_config(*eco_values)
+        if manual is None:
+            manual = workbench.select_tokens(prompt, cfg)["positions"]
+        idx = shown[evt.index] if evt is not None and evt.index is not None and evt.index < len(shown) else None
+        if idx is not None:
+            manual = sorted(set(manual) ^ {idx})
+        line, highlighted, shown = inspect(prompt, manual, *eco_values)
+        return manual, line, highlighted, shown, texts.MANUAL_NOTE.format(n=len(manual))
+
+    def reset_manual():
+        return None
+
+    @ui_errors
+    def generate(prompt, manual, max_new_tokens, temperature, top_p, seed, *eco_values):
         config = GenerationConfig(max_new_tokens=int(max_new_tokens), temperature=float(temperature),
                                   top_p=float(top_p), seed=int(seed or 0))
-        stats, event = GenerationStats(), threading.Event()
-        text = ""
-        for text in workbench.stream(prompt, config, stop_event=event, stats=stats):
-            yield text, ""
-        speed = texts.SPEED.format(tokens=stats.new_tokens, seconds=stats.seconds, rate=stats.tokens_per_second)
-        yield text, speed
+        cfg = eco_config(*eco_values)
+        if manual is not None:
+            cfg = ECOConfig.from_dict({**cfg.to_dict(), "selection": "manual"})
+        event, plans, stats = threading.Event(), [], []
+        variants = [("original", None), ("eco", cfg)]
+        texts_ = ["", ""]
+        gate = ""
+        for texts_ in workbench.stream_many(prompt, variants, config, stop_event=event, plan_out=plans,
+                                            stats_out=stats, manual=manual):
+            if plans and not gate:
+                gate = gate_line(plans[0].to_dict(), cfg.gate)
+            yield texts_[0], texts_[1], gate, ""
+        speed = " · ".join(f"{name}: " + texts.SPEED.format(tokens=s.new_tokens, seconds=s.seconds,
+                                                            rate=s.tokens_per_second)
+                           for name, s in zip(("Original", "ECO"), stats))
+        yield texts_[0], texts_[1], gate, speed
 
-    inputs = [ui["tb_prompt"], ui["sl_tokens"], ui["sl_temperature"], ui["sl_top_p"], ui["nb_seed"]]
-    outputs = [ui["tb_original"], ui["md_speed"]]
-    run = ui["btn_generate"].click(generate, inputs, outputs, api_name="generate", concurrency_id="model")
-    sub = ui["tb_prompt"].submit(generate, inputs, outputs, api_name=False, concurrency_id="model")
+    @ui_errors
+    def generate_eco(prompt, manual, max_new_tokens, temperature, top_p, seed, *eco_values):
+        """Slider released: regenerate the ECO column only."""
+        if not prompt or not prompt.strip():
+            return
+        config = GenerationConfig(max_new_tokens=int(max_new_tokens), temperature=float(temperature),
+                                  top_p=float(top_p), seed=int(seed or 0))
+        cfg = eco_config(*eco_values)
+        if manual is not None:
+            cfg = ECOConfig.from_dict({**cfg.to_dict(), "selection": "manual"})
+        plans = []
+        for text in workbench.stream(prompt, config, variant="eco", eco=cfg, manual=manual, plan_out=plans):
+            yield text, gate_line(plans[0].to_dict(), cfg.gate)
+
+    gen_inputs = [ui["tb_prompt"], ui["st_manual"], ui["sl_tokens"], ui["sl_temperature"], ui["sl_top_p"],
+                  ui["nb_seed"], *eco_inputs]
+    outputs = [ui["tb_original"], ui["tb_eco"], ui["md_gate"], ui["md_speed"]]
+    run = ui["btn_generate"].click(generate, gen_inputs, outputs, api_name="generate", concurrency_id="model")
+    sub = ui["tb_prompt"].submit(generate, gen_inputs, outputs, api_name=False, concurrency_id="model")
     ui["btn_stop"].click(None, None, None, cancels=[run, sub], api_name=False)
+
+    inspect_outputs = [ui["md_gate"], ui["ht_tokens"], ui["st_shown"]]
+    ui["tb_prompt"].change(reset_manual, None, ui["st_manual"], api_name=False, queue=False).then(
+        inspect, [ui["tb_prompt"], ui["st_manual"], *eco_inputs], inspect_outputs, api_name=False,
+        trigger_mode="always_last", show_progress="hidden", concurrency_id="light", concurrency_limit=2)
+    for comp in (ui["dd_selection"], ui["tb_entities"], ui["dd_gate"], ui["sl_threshold"]):
+        comp.change(reset_manual, None, ui["st_manual"], api_name=False, queue=False).then(
+            inspect, [ui["tb_prompt"], ui["st_manual"], *eco_inputs], inspect_outputs, api_name=False,
+            concurrency_id="light", concurrency_limit=2)
+    ui["ht_tokens"].select(toggle, [ui["tb_prompt"], ui["st_manual"], ui["st_shown"], *eco_inputs],
+                           [ui["st_manual"], ui["md_gate"], ui["ht_tokens"], ui["st_shown"], ui["md_speed"]],
+                           api_name=False, concurrency_id="light", concurrency_limit=2)
+    # the strength slider and the number box mirror each other; releasing a knob re-runs ECO
+    ui["sl_strength"].release(lambda v: v, ui["sl_strength"], ui["nb_strength"], api_name=False, queue=False)
+    ui["nb_strength"].submit(lambda v: min(float(v or 0), 1000.0), ui["nb_strength"], ui["sl_strength"],
+                             api_name=False, queue=False)
+    for knob in (ui["sl_strength"], ui["sl_dims"]):
+        knob.release(generate_eco, gen_inputs, [ui["tb_eco"], ui["md_gate"]], api_name=False,
+                     concurrency_id="model", trigger_mode="always_last")
+    ui["dd_corruption"].change(generate_eco, gen_inputs, [ui["tb_eco"], ui["md_gate"]], api_name=False,
+                               concurrency_id="model", trigger_mode="always_last")
+
+    # API-only endpoints: /classify and /select_tokens
+    @ui_errors
+    def api_classify(prompt: str, threshold: float = 0.0) -> dict:
+        return workbench.classify([prompt], threshold=float(threshold) if threshold else None)
+
+    @ui_errors
+    def api_select(prompt: str, selection: str = "ner", entities: str = "") -> dict:
+        cfg = eco_config("rand_noise_first_n", 1, 1.0, "absolute", selection, entities, "always", 0, 0)
+        out = workbench.select_tokens(prompt, cfg)
+        return {k: out[k] for k in ("tokens", "selected", "labels", "positions", "entities")}
+
+    gr.api(api_classify, api_name="classify", concurrency_id="light")
+    gr.api(api_select, api_name="select_tokens", concurrency_id="light")
+

@@ -1,0 +1,42 @@
+"""Plotly figures from engine records: pure functions of plain data."""
+from __future__ import annotations
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+LAYOUT = dict(template="plotly_white", height=340, margin=dict(l=50, r=20, t=40, b=40),
+              legend=dict(orientation="h", y=-0.2))
+
+
+def zo_figure(records: list[dict]) -> go.Figure:
+    """Strength (left axis) and objective |metric - target| (right axis) per ZO step."""
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    steps = [r["step"] for r in records]
+    fig.add_trace(go.Scatter(x=steps, y=[r["theta"] for r in records], name="strength σ", mode="lines+markers"))
+    fig.add_trace(go.Scatter(x=steps, y=[r["objective"] for r in records], name="objective", mode="lines+markers",
+                             line=dict(dash="dot")), secondary_y=True)
+    fig.update_layout(title="Zeroth-order optimisation", xaxis_title="step", **LAYOUT)
+    fig.update_yaxes(title_text="σ", secondary_y=False)
+    fig.update_yaxes(title_text="|metric − target|", secondary_y=True)
+    return fig
+
+
+def sweep_figure(points: list[dict]) -> go.Figure:
+    """Forget and retain probe accuracy against strength (one line pair per dims value)."""
+    fig = go.Figure()
+    for d in sorted({p["dims"] for p in points}):
+        pts = sorted((p for p in points if p["dims"] == d), key=lambda p: p["strength"])
+        xs = [p["strength"] for p in pts]
+        fig.add_trace(go.Scatter(x=xs, y=[p["forget_accuracy"] for p in pts], mode="lines+markers",
+                                 name=f"forget (dims {d})"))
+        fig.add_trace(go.Scatter(x=xs, y=[p["retain_accuracy"] for p in pts], mode="lines+markers",
+                                 name=f"retain (dims {d})", line=dict(dash="dash")))
+    if points:
+        fig.add_hline(y=points[0]["original_forget_accuracy"], line=dict(color="gray", width=1),
+                      annotation_text="Original forget")
+    fig.add_hline(y=0.25, line=dict(color="red", width=1, dash="dot"), annotation_text="chance")
+    fig.update_layout(title="Dose-response: probe accuracy vs strength", xaxis_title="strength σ",
+                      yaxis_title="probe accuracy", yaxis_range=[0, 1.05], **LAYOUT)
+    if points and min(p["strength"] for p in points) > 0:
+        fig.update_xaxes(type="log")
+    return fig

