@@ -29,10 +29,89 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     gen.add_argument("--no-chat", action="store_true", help="continue the raw text, no chat template")
+    gen.add_argument("--variant", default="original", choices=["original", "eco"])
+    gen.add_argument("--preset", default="harry_potter")
+    _add_eco_args(gen)
     _add_model_args(gen)
+
+    cls = sub.add_parser("classify", help="score prompts with the preset's gate classifier")
+    cls.add_argument("--preset", default="harry_potter")
+    src = cls.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prompt", action="append", help="a prompt (repeatable)")
+    src.add_argument("--file", help="a text file, one prompt per line")
+    cls.add_argument("--threshold", type=float, default=None, help="override the calibrated threshold")
+    cls.add_argument("--json", action="store_true")
+
+    sel = sub.add_parser("select", help="show which LLM tokens ECO would corrupt")
+    sel.add_argument("--prompt", required=True)
+    sel.add_argument("--selection", default="ner", choices=["ner", "prompt", "all_but_last", "token_model"])
+    sel.add_argument("--entity-types", default="", help="comma-separated NER labels (default: all)")
+    sel.add_argument("--token-model", default=None)
+    _add_model_args(sel)
+
+    opt = sub.add_parser("optimize", help="zeroth-order search of ECO's strength on the train probes")
+    opt.add_argument("--preset", default="harry_potter")
+    opt.add_argument("--metric", default="forget_probe_accuracy", choices=["forget_probe_accuracy", "forget_probe_logprob"])
+    opt.add_argument("--target", type=float, default=0.25)
+    opt.add_argument("--steps", type=int, default=8)
+    opt.add_argument("--init", type=float, default=1.0)
+    opt.add_argument("--lr", type=float, default=100.0)
+    opt.add_argument("--eps", type=float, default=0.5)
+    opt.add_argument("--min", type=float, default=0.1)
+    _add_eco_args(opt)
+    _add_model_args(opt)
+
+    sw = sub.add_parser("sweep", help="forget/retain probe accuracy against ECO strength")
+    sw.add_argument("--preset", default="harry_potter")
+    sw.add_argument("--strengths", required=True, help="comma-separated, e.g. 1,10,100")
+    sw.add_argument("--dims-list", default=None, help="comma-separated dims to sweep too")
+    sw.add_argument("--split", default="test", choices=["train", "test"])
+    _add_eco_args(sw)
+    _add_model_args(sw)
+
     presets = sub.add_parser("presets", help="list the presets and their sizes")
     presets.add_argument("--json", action="store_true")
     return parser
+
+
+def _add_eco_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--corruption", default="rand_noise_first_n")
+    p.add_argument("--dims", type=int, default=1)
+    p.add_argument("--strength", type=float, default=100.0)
+    p.add_argument("--strength-unit", default="absolute", choices=["absolute", "std"])
+    p.add_argument("--selection", default="ner", choices=["ner", "prompt", "all_but_last", "token_model"])
+    p.add_argument("--gate", default="classifier", choices=["classifier", "always", "never"])
+    p.add_argument("--threshold", type=float, default=None)
+    p.add_argument("--eco-seed", type=int, default=None, help="noise seed (default: --seed)")
+    p.add_argument("--corrupt-answer", action="store_true", help="reference log-prob scoring")
+
+
+def _eco_config(args):
+    from .eco import ECOConfig
+
+    return ECOConfig(corruption=args.corruption, dims=args.dims, strength=args.strength,
+                     strength_unit=args.strength_unit, selection=args.selection, gate=args.gate,
+                     threshold=args.threshold, corrupt_answer=getattr(args, "corrupt_answer", False),
+                     seed=args.eco_seed if args.eco_seed is not None else getattr(args, "seed", 0))
+
+
+def _workbench(args, preset=None):
+    from .workbench import Workbench
+
+    wb = Workbench(model=None, preset=preset, device=args.device, dtype=args.dtype,
+                   trust_remote_code=args.trust_remote_code)
+    wb.load_model(args.model)
+    return wb
+
+
+def _numbers(text: str, what: str, cast=float) -> list:
+    try:
+        values = [cast(float(x)) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"Could not read {what} {text!r}: give numbers separated by commas.") from None
+    if not values:
+        raise ValueError(f"No {what} given.")
+    return values
 
 
 def cmd_generate(args) -> dict:
@@ -43,13 +122,67 @@ def cmd_generate(args) -> dict:
         max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
         seed=args.seed, stop=tuple(args.stop), chat=not args.no_chat,
     ).validate()
-    wb = Workbench(model=None, preset=None, device=args.device, dtype=args.dtype,
-                   trust_remote_code=args.trust_remote_code)
     from .workbench import check_prompt
 
     check_prompt(args.prompt)
-    wb.load_model(args.model)
-    return wb.generate(args.prompt, config)
+    eco = _eco_config(args) if args.variant == "eco" else None
+    wb = _workbench(args, preset=args.preset if args.variant == "eco" else None)
+    if eco is not None:
+        eco.validate(wb.lm.model.config.hidden_size)
+    return wb.generate(args.prompt, config, variant=args.variant, eco=eco)
+
+
+def cmd_classify(args) -> dict:
+    from pathlib import Path
+
+    from .workbench import Workbench
+
+    if args.file:
+        path = Path(args.file)
+        if not path.is_file():
+            raise ValueError(f"No such file: {args.file}.")
+        prompts = [l for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
+        if not prompts:
+            raise ValueError(f"{args.file} has no prompts (one per line).")
+    else:
+        prompts = args.prompt
+    wb = Workbench(model=None, preset=args.preset)
+    return wb.classify(prompts, threshold=args.threshold)
+
+
+def cmd_select(args) -> dict:
+    from .eco import ECOConfig
+
+    wb = _workbench(args)
+    types = tuple(t.strip() for t in args.entity_types.split(",") if t.strip())
+    cfg = ECOConfig(selection=args.selection, entity_types=types, token_model=args.token_model)
+    out = wb.select_tokens(args.prompt, cfg)
+    return {k: out[k] for k in ("tokens", "selected", "labels", "positions", "entities")}
+
+
+def cmd_optimize(args) -> dict:
+    from .zo import ZOConfig
+
+    wb = _workbench(args, preset=args.preset)
+    eco = _eco_config(args).validate(wb.lm.model.config.hidden_size)
+    zc = ZOConfig(init=args.init, lr=args.lr, eps=args.eps, min=args.min, steps=args.steps).validate()
+    steps = []
+    for rec in wb.optimize(eco, zc, metric=args.metric, target=args.target):
+        steps.append(rec)
+        if not args.json:
+            print(f"step {rec['step']}: sigma={rec['theta']:.4g} objective={rec['objective']:.3f}", file=sys.stderr)
+    best = steps[-1] if steps else {}
+    test = wb.probe_accuracy("forget", "test", eco.with_strength(best.get("best_strength", eco.strength)))
+    return {"steps": steps, "best_strength": best.get("best_strength"), "best_objective": best.get("best_objective"),
+            "test_forget_accuracy_at_best": test["accuracy"]}
+
+
+def cmd_sweep(args) -> dict:
+    strengths = _numbers(args.strengths, "strengths")
+    dims = _numbers(args.dims_list, "dims", int) if args.dims_list else None
+    wb = _workbench(args, preset=args.preset)
+    eco = _eco_config(args).validate(wb.lm.model.config.hidden_size)
+    return {"points": wb.sweep(strengths, eco, dims=dims, split=args.split)}
 
 
 def cmd_presets(args) -> dict:
@@ -58,12 +191,26 @@ def cmd_presets(args) -> dict:
     return {"presets": [load_preset(n).summary() for n in list_presets()]}
 
 
-COMMANDS = {"generate": cmd_generate, "presets": cmd_presets}
+COMMANDS = {"generate": cmd_generate, "classify": cmd_classify, "select": cmd_select,
+            "optimize": cmd_optimize, "sweep": cmd_sweep, "presets": cmd_presets}
+
+
+def _quiet() -> None:
+    """Keep stdout for results: library progress bars and load reports stay off."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        from transformers.utils import logging as tlog
+
+        tlog.set_verbosity_error()
+        tlog.disable_progress_bar()
+    except ImportError:
+        pass
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _quiet()
     try:
         result = COMMANDS[args.verb](args)
     except KeyboardInterrupt:

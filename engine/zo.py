@@ -33,8 +33,8 @@ class ZOConfig:
     def validate(self) -> "ZOConfig":
         for name in ("init", "lr", "eps", "min", "tolerance"):
             v = float(getattr(self, name))
-            if not math.isfinite(v) or v < 0:
-                raise ValueError(f"ZO setting {name} must be a finite number >= 0, got {v}.")
+            if not math.isfinite(v) or (v < 0 and name in ("lr", "tolerance")):
+                raise ValueError(f"ZO setting {name} must be a finite number (>= 0 for lr and tolerance), got {v}.")
         if self.eps <= 0:
             raise ValueError("ZO setting eps must be positive.")
         if not 1 <= int(self.steps) <= 1000:

@@ -39,3 +39,53 @@ def test_presets_lists_harry_potter():
     res = cli("presets", "--json")
     assert res.returncode == 0, res.stderr
     assert "harry_potter" in {p["name"] for p in json.loads(res.stdout)["presets"]}
+
+
+def test_select_prints_tokens_and_selection(tiny_model_dir):
+    res = cli("select", "--prompt", "Who is Barack Obama?", "--model", str(tiny_model_dir), "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert len(out["tokens"]) == len(out["selected"]) == len(out["labels"])
+    assert "PERSON" in out["labels"]
+
+
+def test_generate_eco_variant_reports_the_gate(tiny_model_dir):
+    res = cli("generate", "--prompt", "Who is Barack Obama?", "--model", str(tiny_model_dir), "--variant", "eco",
+              "--gate", "always", "--strength", "50", "--max-new-tokens", "4", "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["flagged"] is True and out["variant"] == "eco" and out["selected_tokens"]
+
+
+def test_sweep_prints_points(tiny_model_dir):
+    res = cli("sweep", "--strengths", "0,100", "--gate", "always", "--selection", "prompt", "--model",
+              str(tiny_model_dir), "--json")
+    assert res.returncode == 0, res.stderr
+    points = json.loads(res.stdout)["points"]
+    assert [p["strength"] for p in points] == [0.0, 100.0]
+
+
+def test_optimize_prints_steps(tiny_model_dir):
+    res = cli("optimize", "--steps", "2", "--gate", "always", "--selection", "prompt", "--model",
+              str(tiny_model_dir), "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert 1 <= len(out["steps"]) <= 2 and out["best_strength"] is not None
+
+
+def test_bad_eco_settings_fail_with_one_line(tiny_model_dir):
+    for args, fragment in [(["--dims", "100000"], "hidden size"), (["--strength", "nan"], "finite"),
+                           (["--corruption", "melt"], "known:")]:
+        res = cli("generate", "--prompt", "hi", "--model", str(tiny_model_dir), "--variant", "eco", "--gate",
+                  "always", *args)
+        assert res.returncode == 2 and fragment in res.stderr and res.stderr.count("\n") == 1, res.stderr
+
+
+def test_bad_strength_list_fails_before_loading_anything():
+    res = cli("sweep", "--strengths", "1,x", "--model", "/nonexistent/x")
+    assert res.returncode == 2 and "Could not read strengths" in res.stderr
+
+
+def test_classify_missing_file_fails_with_one_line():
+    res = cli("classify", "--file", "/nonexistent/prompts.txt")
+    assert res.returncode == 2 and "No such file" in res.stderr

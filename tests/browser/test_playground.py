@@ -1,4 +1,4 @@
-"""The Playground in a real browser: type a prompt, watch the Original answer stream in."""
+"""The Playground in a real browser: gate score, highlighted tokens, Original and ECO streamed."""
 import pytest
 
 from tests.conftest import ARTIFACTS
@@ -6,24 +6,31 @@ from tests.conftest import ARTIFACTS
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 
-def test_prompt_streams_an_answer(server, page):
+def test_harry_potter_prompt_shows_score_tokens_and_both_outputs(server, page):
     page.goto(server)
     page.locator("#prompt textarea").fill("Who is Harry Potter?")
+    # the gate's score and the highlighted tokens appear while typing (no generation needed)
+    page.locator("#gate-status").get_by_text("p(forget)").wait_for(timeout=300_000)
+    assert "corrupts" in page.locator("#gate-status").inner_text()
+    tokens = page.locator("#tokens")
+    tokens.get_by_text("PERSON").first.wait_for(timeout=30_000)
     page.locator("#btn-generate").click()
-    out = page.locator("#out-original textarea")
+    original, eco = page.locator("#out-original textarea"), page.locator("#out-eco textarea")
     seen = []
-    for _ in range(200):
-        text = out.input_value()
-        if text and (not seen or text != seen[-1]):
-            seen.append(text)
-        if len(seen) >= 3:
+    for _ in range(300):
+        pair = (original.input_value(), eco.input_value())
+        if any(pair) and (not seen or pair != seen[-1]):
+            seen.append(pair)
+        if len(seen) >= 4 and all(seen[-1]):
             break
         page.wait_for_timeout(100)
-    assert len(seen) >= 2, "the answer did not stream"
-    assert all(b.startswith(a) for a, b in zip(seen, seen[1:]))
+    assert len(seen) >= 3, "the answers did not stream"
+    assert all(b[0].startswith(a[0]) and b[1].startswith(a[1]) for a, b in zip(seen, seen[1:]))
     page.wait_for_function("() => document.querySelector('.lethe-speed').innerText.includes('tokens/s')",
-                           timeout=120_000)
-    assert "harry" in out.input_value().lower()
+                           timeout=180_000)
+    orig_text, eco_text = original.input_value(), eco.input_value()
+    assert "harry" in orig_text.lower()
+    assert eco_text and eco_text != orig_text
     page.screenshot(path=str(ARTIFACTS / "playground.png"), full_page=True)
 
 
@@ -33,9 +40,15 @@ def test_empty_prompt_shows_a_clear_error(server, page):
     page.get_by_text("The prompt is empty").first.wait_for(timeout=30_000)
 
 
-def test_api_generate_matches_the_engine(server):
+def test_api_endpoints(server):
     from gradio_client import Client
 
     client = Client(server, verbose=False)
-    text, speed = client.predict("Who is Harry Potter?", 16, 0.0, 1.0, 0, api_name="/generate")
-    assert "Harry" in text and "tokens/s" in speed
+    res = client.predict("Who is Harry Potter?", 0.0, api_name="/classify")
+    assert res["results"][0]["flagged"] is True and 0 < res["threshold"] < 1
+    sel = client.predict("Who is Harry Potter?", "ner", "", api_name="/select_tokens")
+    assert "PERSON" in sel["labels"]
+    out = client.predict("Who is Harry Potter?", None, 16, 0.0, 1.0, 0, "rand_noise_first_n", 1, 100.0, "absolute",
+                         "ner", "", "classifier", 0.0, 0, api_name="/generate")
+    original, eco, gate = out[0], out[1], out[2]
+    assert "Harry" in original and eco != original and "corrupts" in gate

@@ -1,0 +1,70 @@
+"""The prompt classifier: conformal threshold maths, training on a small set, save/load, the gate."""
+import dataclasses
+
+import pytest
+
+from engine.classifier import (ClassifierConfig, PromptClassifier, conformal_threshold, gate_report,
+                               train_classifier)
+from engine.presets import load_preset
+
+
+def test_conformal_threshold_bounds_the_false_positive_rate():
+    scores = [i / 100 for i in range(100)]
+    t = conformal_threshold(scores, alpha=0.05)
+    assert sum(s > t for s in scores) / len(scores) <= 0.05
+    assert conformal_threshold(scores, alpha=0.0) == max(scores)
+    assert conformal_threshold([], 0.1) == 0.5
+
+
+@pytest.fixture(scope="module")
+def small_preset():
+    """Harry Potter prompts against everyday (non-boundary) prompts, a few dozen of each."""
+    hp = load_preset("harry_potter")
+    keep = lambda rows, n: rows[:n]  # noqa: E731
+    retain = [r for r in hp.retain_prompts if not r.boundary]
+    return dataclasses.replace(
+        hp, forget_prompts=keep(hp.prompts("forget", "train"), 60) + keep(hp.prompts("forget", "test"), 30),
+        retain_prompts=keep([r for r in retain if r.split == "train"], 80) + keep([r for r in retain if r.split == "test"], 30),
+        forget_probes=[], retain_probes=[], forget_corpus=hp.forget_corpus[:20], retain_corpus=hp.retain_corpus[:20])
+
+
+@pytest.fixture(scope="module")
+def small_classifier(small_preset):
+    steps = []
+    clf = train_classifier(small_preset, ClassifierConfig(epochs=6, batch_size=16, alpha=0.1), on_step=steps.append)
+    assert steps and steps[-1]["step"] == steps[-1]["steps"]
+    return clf
+
+
+def test_training_on_a_small_set_reaches_its_target(small_classifier):
+    test = small_classifier.report["test"]
+    assert test["forget_recall"] >= 0.9, test
+    assert test["retain_fpr"] <= 0.1, test
+
+
+def test_gate_flags_forget_and_passes_retain(small_classifier):
+    flags = small_classifier.flag(["Who is Hermione Granger?", "How do I boil an egg?"])
+    assert flags == [True, False]
+
+
+def test_saved_classifier_loads_with_its_threshold(small_classifier, tmp_path):
+    small_classifier.save(tmp_path / "clf")
+    back = PromptClassifier.load(str(tmp_path / "clf"))
+    assert back.threshold == pytest.approx(small_classifier.threshold)
+    prompts = ["Who is Albus Dumbledore?", "What is the capital of France?"]
+    assert back.score(prompts) == pytest.approx(small_classifier.score(prompts), abs=1e-5)
+    report = gate_report(back, prompts[:1], prompts[1:])
+    assert report["forget_recall"] == 1.0 and report["retain_fpr"] == 0.0
+
+
+def test_stop_event_abandons_training_without_a_result(small_preset):
+    import threading
+
+    event = threading.Event()
+    event.set()
+    assert train_classifier(small_preset, ClassifierConfig(epochs=1), stop_event=event) is None
+
+
+def test_a_folder_that_is_not_a_classifier_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="could not be loaded"):
+        PromptClassifier.load(str(tmp_path))
