@@ -32,5 +32,5 @@ def build_app(workbench, settings: dict | None = None) -> gr.Blocks:
 
 def launch_kwargs(settings: dict) -> dict:
     """Arguments for demo.launch() that belong to the app: styling and a minimal file surface."""
-    return dict(css_paths=[CSS_PATH], allowed_paths=[], ssr_mode=False,
+    return dict(css_paths=[CSS_PATH], allowed_paths=[], ssr_mode=False, show_error=True,
                 footer_links=["api", "settings"])

@@ -50,6 +50,7 @@ class ClassifierConfig:
     alpha: float = field(default=0.02, metadata={"help": "Target false-positive rate on retain prompts."})
     calibration_fraction: float = field(default=0.25, metadata={"help": "Share of retain train data held out to calibrate."})
     train_layers: int = field(default=6, metadata={"help": "Top encoder layers fine-tuned (the rest stay frozen; fast on CPU)."})
+    entity_questions: bool = field(default=False, metadata={"help": "Add templated questions about corpus entities."})
     seed: int = 0
 
     def key(self, texts: list[tuple[str, int]]) -> str:
@@ -127,17 +128,48 @@ def sentences(text: str) -> list[str]:
     return [s.strip() for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", text) if len(s.strip()) > 15]
 
 
-def training_data(preset: Preset, calibration_fraction: float) -> tuple[list, list[str]]:
+ENTITY_TYPES = ("PERSON", "ORG", "GPE", "LOC", "FAC", "WORK_OF_ART", "PRODUCT", "EVENT", "NORP")
+TEMPLATES = ("Who is {e}?", "Tell me about {e}.", "What do you know about {e}?", "Describe {e}.")
+
+
+def corpus_entities(passages) -> dict[str, str]:
+    """Named entities of a corpus (spaCy), name -> label."""
+    from .selection import load_spacy
+
+    nlp = load_spacy()
+    found = {}
+    for doc in nlp.pipe([p.text for p in passages]):
+        for ent in doc.ents:
+            if ent.label_ in ENTITY_TYPES and len(ent.text) > 2:
+                found.setdefault(ent.text.removesuffix("'s").strip(), ent.label_)
+    return found
+
+
+def _entity_question(entity: str, label: str, i: int) -> str:
+    template = TEMPLATES[i % len(TEMPLATES)]
+    if label != "PERSON" and template.startswith("Who"):
+        template = "What is {e}?"
+    return template.format(e=entity)
+
+
+def training_data(preset: Preset, calibration_fraction: float,
+                  entity_questions: bool = False) -> tuple[list, list[str]]:
     """(text, label) pairs for training, and the held-out retain texts for calibration.
 
-    Uses only training material: the train split's prompts and probe prefixes of both sides and
-    the sentences of both corpora (no test prompt or test probe is ever seen)."""
+    Uses only training material: the train split's prompts and probe prefixes of both sides, the
+    sentences of both corpora, and templated questions about the named entities of each corpus
+    (entities found in both corpora are left out). No test prompt or test probe is ever seen."""
     forget = [r.prompt for r in preset.prompts("forget", "train")]
     forget += [p.prefix for p in preset.probes("forget", "train")]
     forget += [s for p in preset.forget_corpus for s in sentences(p.text)]
     retain = [r.prompt for r in preset.prompts("retain", "train")]
     retain += [p.prefix for p in preset.probes("retain", "train")]
     retain += [s for p in preset.retain_corpus for s in sentences(p.text)]
+    if entity_questions:
+        f_ents, r_ents = corpus_entities(preset.forget_corpus), corpus_entities(preset.retain_corpus)
+        shared = set(f_ents) & set(r_ents)
+        forget += [_entity_question(e, l, i) for i, (e, l) in enumerate(sorted(f_ents.items())) if e not in shared]
+        retain += [_entity_question(e, l, i) for i, (e, l) in enumerate(sorted(r_ents.items())) if e not in shared]
     every = max(2, round(1 / calibration_fraction)) if calibration_fraction > 0 else 0
     calib = [t for i, t in enumerate(retain) if every and i % every == every - 1]
     kept = [t for i, t in enumerate(retain) if not (every and i % every == every - 1)]
@@ -189,7 +221,7 @@ def train_classifier(preset: Preset, config: ClassifierConfig | None = None,
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
     model.config.id2label, model.config.label2id = {0: "retain", 1: "forget"}, {"retain": 0, "forget": 1}
     _freeze_lower_layers(model, config.train_layers)
-    data, calib = training_data(preset, config.calibration_fraction)
+    data, calib = training_data(preset, config.calibration_fraction, config.entity_questions)
     n1 = sum(l for _, l in data)
     weights = torch.tensor([len(data) / (2 * (len(data) - n1)), len(data) / (2 * n1)])
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=0.01)
@@ -228,7 +260,7 @@ def preset_classifier(preset: Preset, config: ClassifierConfig | None = None,
                       stop_event: threading.Event | None = None) -> PromptClassifier | None:
     """The cached classifier for this preset and settings, trained (and cached) on first use."""
     config = config or ClassifierConfig()
-    data, calib = training_data(preset, config.calibration_fraction)
+    data, calib = training_data(preset, config.calibration_fraction, config.entity_questions)
     path = cache_dir() / "classifiers" / f"{preset.name}-{config.key(data + [(c, -1) for c in calib])}"
     if (path / "lethe_classifier.json").is_file():
         try:

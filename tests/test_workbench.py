@@ -11,7 +11,7 @@ def wb(tiny_lm):
 
 def test_generate_returns_plain_data(wb):
     out = wb.generate("Who is Merlin?", GenerationConfig(max_new_tokens=8))
-    assert set(out) == {"text", "model", "seconds", "new_tokens", "tokens_per_second"}
+    assert set(out) == {"text", "model", "variant", "seconds", "new_tokens", "tokens_per_second"}
     assert isinstance(out["text"], str) and out["new_tokens"] >= 1
 
 

@@ -41,6 +41,8 @@ def build(workbench, settings) -> dict:
                         dd_unit = gr.Dropdown(list(UNITS), value=d.strength_unit, label=texts.STRENGTH_UNIT)
                     sl_strength = gr.Slider(0, 1000, value=d.strength, step=0.5, label=texts.STRENGTH,
                                             elem_id="sl-strength")
+                    md_strength = gr.Markdown(strength_line(workbench, d.strength, d.strength_unit),
+                                              elem_classes="lethe-speed")
                     with gr.Row():
                         dd_selection = gr.Dropdown([m for m in MODES if m != "manual"], value=d.selection,
                                                    label=texts.SELECTION)
@@ -67,7 +69,19 @@ def build(workbench, settings) -> dict:
                 dd_unit=dd_unit, sl_strength=sl_strength, dd_selection=dd_selection, tb_entities=tb_entities,
                 dd_gate=dd_gate, sl_threshold=sl_threshold, nb_eco_seed=nb_eco_seed, sl_tokens=sl_tokens,
                 sl_temperature=sl_temperature, sl_top_p=sl_top_p, nb_seed=nb_seed, tb_original=tb_original,
-                tb_eco=tb_eco, md_speed=md_speed, st_manual=st_manual, st_shown=st_shown)
+                tb_eco=tb_eco, md_speed=md_speed, st_manual=st_manual, st_shown=st_shown, md_strength=md_strength)
+
+
+def strength_line(workbench, strength, unit) -> str:
+    """The strength in both units: absolute and in multiples of the embedding matrix's std."""
+    if workbench.lm is None:
+        return ""
+    from engine.eco import embedding_std
+
+    std = embedding_std(workbench.lm)
+    s = float(strength or 0)
+    absolute, relative = (s, s / std) if unit == "absolute" else (s * std, s)
+    return texts.STRENGTH_BOTH.format(absolute=absolute, relative=relative, std=std)
 
 
 def eco_config(corruption, dims, strength, unit, selection, entities, gate, threshold, eco_seed) -> ECOConfig:
@@ -176,6 +190,9 @@ def wire(ui: dict, workbench, settings) -> None:
     ui["ht_tokens"].select(toggle, [ui["tb_prompt"], ui["st_manual"], ui["st_shown"], *eco_inputs],
                            [ui["st_manual"], ui["md_gate"], ui["ht_tokens"], ui["st_shown"], ui["md_speed"]],
                            api_name=False, concurrency_id="light", concurrency_limit=2)
+    for comp in (ui["nb_strength"], ui["dd_unit"]):
+        comp.change(lambda v, u: strength_line(workbench, v, u), [ui["nb_strength"], ui["dd_unit"]],
+                    ui["md_strength"], api_name=False, queue=False)
     # the strength slider and the number box mirror each other; releasing a knob re-runs ECO
     ui["sl_strength"].release(lambda v: v, ui["sl_strength"], ui["nb_strength"], api_name=False, queue=False)
     ui["nb_strength"].submit(lambda v: min(float(v or 0), 1000.0), ui["nb_strength"], ui["sl_strength"],

@@ -1,0 +1,13 @@
+"""Run every benchmark in turn; each merges its section into benchmarks/results.json."""
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SCRIPTS = ["eco_overhead.py", "eco_quality.py"]
+
+if __name__ == "__main__":
+    failed = [s for s in SCRIPTS if subprocess.call([sys.executable, s], cwd=HERE) != 0]
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    sys.exit(1 if failed else 0)
