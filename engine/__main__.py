@@ -69,6 +69,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eco_args(sw)
     _add_model_args(sw)
 
+    ev = sub.add_parser("evaluate", help="metrics for variants on a preset split; writes a run capsule")
+    ev.add_argument("--preset", default="harry_potter")
+    ev.add_argument("--variants", default="original,eco")
+    ev.add_argument("--split", default="test", choices=["train", "test", "all"])
+    ev.add_argument("--metrics", default=None, help="comma-separated metric names (default: the standard set)")
+    ev.add_argument("--probes", default=None, help="a JSONL file of forget probes in the preset format")
+    ev.add_argument("--batch-size", type=int, default=32)
+    ev.add_argument("--capsule", default=None, help="where to write the run capsule (default: runs/<time>.json)")
+    _add_eco_args(ev)
+    _add_model_args(ev)
+
+    rp = sub.add_parser("replay", help="re-run a run capsule and compare its numbers")
+    rp.add_argument("capsule")
+    _add_model_args(rp)
+
     presets = sub.add_parser("presets", help="list the presets and their sizes")
     presets.add_argument("--json", action="store_true")
     return parser
@@ -185,6 +200,34 @@ def cmd_sweep(args) -> dict:
     return {"points": wb.sweep(strengths, eco, dims=dims, split=args.split)}
 
 
+def cmd_evaluate(args) -> dict:
+    import time
+    from pathlib import Path
+
+    from .evaluation import check_names
+    from .runs import save_capsule
+
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    check_names(variants, metrics or [])
+    if args.probes and not Path(args.probes).is_file():
+        raise ValueError(f"No such probes file: {args.probes}.")
+    wb = _workbench(args, preset=args.preset)
+    eco = _eco_config(args).validate(wb.lm.model.config.hidden_size)
+    result = wb.evaluate(variants, metrics, args.split, eco, probes_file=args.probes, batch_size=args.batch_size)
+    path = Path(args.capsule or Path("runs") / f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    save_capsule(wb.capsule(result), path)
+    return {"rows": result.rows(), "capsule": str(path), "seconds": round(result.seconds, 2)}
+
+
+def cmd_replay(args) -> dict:
+    from .runs import load_capsule
+
+    cap = load_capsule(args.capsule)
+    wb = _workbench(args, preset=cap["settings"].get("preset") or cap["preset"]["name"])
+    return wb.replay(cap)
+
+
 def cmd_presets(args) -> dict:
     from .presets import list_presets, load_preset
 
@@ -192,7 +235,8 @@ def cmd_presets(args) -> dict:
 
 
 COMMANDS = {"generate": cmd_generate, "classify": cmd_classify, "select": cmd_select,
-            "optimize": cmd_optimize, "sweep": cmd_sweep, "presets": cmd_presets}
+            "optimize": cmd_optimize, "sweep": cmd_sweep, "evaluate": cmd_evaluate, "replay": cmd_replay,
+            "presets": cmd_presets}
 
 
 def _quiet() -> None:

@@ -149,35 +149,46 @@ class ECO:
         return ECOPlan(score=scores[0], threshold=t, flagged=flags[0], selection=sel, input_ids=ids,
                        attention_mask=attn, inputs_embeds=embeds)
 
-    # ---------------------------------------------------------------- probes (teacher-forced)
+    # ---------------------------------------------------------------- teacher-forced scoring
+    def pair_logprobs(self, prefixes: list[str], conts: list[str], config: ECOConfig | None,
+                      batch_size: int = 32) -> list[float]:
+        """Mean log-prob of each continuation after its prefix, with ECO applied (None = Original).
+
+        Each distinct prefix is gated and selected once (raw text, no chat template). With
+        `corrupt_answer` (reference mode) selection runs over prefix + continuation, as the
+        reference builds its mask on prompt + answer."""
+        lm = self.lm
+        if config is None:
+            return continuation_logprobs(lm.model, lm.tokenizer, prefixes, conts, batch_size)
+        config.validate(lm.model.config.hidden_size)
+        unique = list(dict.fromkeys(prefixes))
+        _, flags, _ = self.gate(unique, config)
+        flagged = dict(zip(unique, flags))
+        selector, chosen = self.selector(config), {}
+        positions = []
+        for prefix, cont in zip(prefixes, conts):
+            if not flagged[prefix]:
+                positions.append([])
+            elif config.corrupt_answer:
+                positions.append(selector.select(lm.tokenizer, prefix, chat=False, suffix=cont).positions)
+            else:
+                if prefix not in chosen:
+                    chosen[prefix] = selector.select(lm.tokenizer, prefix, chat=False).positions
+                positions.append(chosen[prefix])
+        gen = torch.Generator().manual_seed(int(config.seed))
+        emb = lm.model.get_input_embeddings()
+
+        def embed(ids, mask):
+            return self.corrupt(emb(ids), mask, config, gen)
+
+        return continuation_logprobs(lm.model, lm.tokenizer, prefixes, conts, batch_size, embed, positions)
+
     def probe_choice_logprobs(self, probes: list[Probe], config: ECOConfig | None,
                               batch_size: int = 32) -> list[list[float]]:
         """Mean log-prob of each choice of each probe, with ECO applied (None = Original)."""
-        lm = self.lm
         prefixes = [p.prefix for p in probes for _ in p.choices]
         conts = [c for p in probes for c in p.choices]
-        if config is None:
-            flat = continuation_logprobs(lm.model, lm.tokenizer, prefixes, conts, batch_size)
-        else:
-            config.validate(lm.model.config.hidden_size)
-            _, flags, _ = self.gate([p.prefix for p in probes], config)
-            selector = self.selector(config)
-            positions = []
-            for p, flagged in zip(probes, flags):
-                if not flagged:
-                    positions += [[]] * len(p.choices)
-                elif config.corrupt_answer:  # reference: select over prompt + answer
-                    positions += [selector.select(lm.tokenizer, p.prefix, chat=False, suffix=c).positions
-                                  for c in p.choices]
-                else:
-                    positions += [selector.select(lm.tokenizer, p.prefix, chat=False).positions] * len(p.choices)
-            gen = torch.Generator().manual_seed(int(config.seed))
-            emb = lm.model.get_input_embeddings()
-
-            def embed(ids, mask):
-                return self.corrupt(emb(ids), mask, config, gen)
-
-            flat = continuation_logprobs(lm.model, lm.tokenizer, prefixes, conts, batch_size, embed, positions)
+        flat = self.pair_logprobs(prefixes, conts, config, batch_size)
         out, k = [], 0
         for p in probes:
             out.append(flat[k:k + len(p.choices)])

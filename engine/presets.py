@@ -37,6 +37,17 @@ class PromptRecord:
     split: str
     kind: str = "question"
     boundary: bool = False
+    paraphrase: str | None = None  # the answer reworded (truth ratio)
+    perturbed: tuple[str, ...] = ()  # plausible wrong answers (truth ratio)
+
+
+@dataclass(frozen=True)
+class MCQ:
+    id: str
+    question: str
+    choices: tuple[str, ...]
+    answer: int
+    split: str = "test"
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,8 @@ class Preset:
     forget_corpus: list[Passage]
     retain_corpus: list[Passage]
     meta: dict = field(default_factory=dict)
+    forget_mcq: list[MCQ] = field(default_factory=list)
+    retain_mcq: list[MCQ] = field(default_factory=list)
 
     def prompts(self, side: str, split: str | None = None) -> list[PromptRecord]:
         rows = self.forget_prompts if side == "forget" else self.retain_prompts
@@ -92,6 +105,21 @@ class Preset:
     def probes(self, side: str, split: str | None = None) -> list[Probe]:
         rows = self.forget_probes if side == "forget" else self.retain_probes
         return [r for r in rows if split in (None, "all") or r.split == split]
+
+    def mcqs(self, side: str, split: str | None = None) -> list[MCQ]:
+        rows = self.forget_mcq if side == "forget" else self.retain_mcq
+        return [r for r in rows if split in (None, "all") or r.split == split]
+
+    def data_hash(self) -> str:
+        """sha256 over every data file and preset.yaml: a capsule names the exact data it used."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for path in sorted(self.root.rglob("*")):
+            if path.is_file() and (path.suffix in (".jsonl", ".yaml") and "adapters" not in path.parts):
+                h.update(path.relative_to(self.root).as_posix().encode())
+                h.update(path.read_bytes())
+        return h.hexdigest()
 
     def summary(self) -> dict:
         count = lambda rows, s: sum(1 for r in rows if r.split == s)  # noqa: E731
@@ -104,6 +132,8 @@ class Preset:
             "retain_probes": {s: count(self.retain_probes, s) for s in SPLITS},
             "forget_corpus": len(self.forget_corpus),
             "retain_corpus": len(self.retain_corpus),
+            "forget_mcq": len(self.forget_mcq),
+            "retain_mcq": len(self.retain_mcq),
         }
 
 
@@ -132,10 +162,27 @@ def parse_prompt(rec: dict, where: str) -> PromptRecord:
     boundary = rec.get("boundary", False)
     if not isinstance(boundary, bool):
         raise PresetError(f"{where}: field 'boundary' must be true or false.")
+    paraphrase = rec.get("paraphrase")
+    if paraphrase is not None and (not isinstance(paraphrase, str) or not paraphrase.strip()):
+        raise PresetError(f"{where}: field 'paraphrase' must be a non-empty string.")
+    perturbed = rec.get("perturbed", [])
+    if not isinstance(perturbed, list) or not all(isinstance(x, str) and x.strip() for x in perturbed):
+        raise PresetError(f"{where}: field 'perturbed' must be a list of non-empty strings.")
     return PromptRecord(
         id=_text(rec, "id", where), prompt=_text(rec, "prompt", where), answer=_text(rec, "answer", where),
-        split=_split(rec, where), kind=kind, boundary=boundary,
+        split=_split(rec, where), kind=kind, boundary=boundary, paraphrase=paraphrase, perturbed=tuple(perturbed),
     )
+
+
+def parse_mcq(rec: dict, where: str) -> MCQ:
+    choices = rec.get("choices")
+    if not isinstance(choices, list) or len(choices) != 4 or not all(isinstance(c, str) and c.strip() for c in choices):
+        raise PresetError(f"{where}: field 'choices' must be a list of 4 non-empty strings.")
+    answer = rec.get("answer")
+    if not isinstance(answer, int) or isinstance(answer, bool) or not 0 <= answer <= 3:
+        raise PresetError(f"{where}: field 'answer' must be the index (0-3) of the correct choice.")
+    return MCQ(id=_text(rec, "id", where), question=_text(rec, "question", where), choices=tuple(choices),
+               answer=answer, split=_split(rec, where, default="test"))
 
 
 def parse_probe(rec: dict, where: str) -> Probe:
@@ -153,7 +200,8 @@ def parse_passage(rec: dict, where: str) -> Passage:
     return Passage(id=_text(rec, "id", where), text=_text(rec, "text", where))
 
 
-PARSERS = {"prompt": parse_prompt, "probe": parse_probe, "passage": parse_passage}
+PARSERS = {"prompt": parse_prompt, "probe": parse_probe, "passage": parse_passage, "mcq": parse_mcq}
+OPTIONAL_FILES = {"forget_mcq": "mcq", "retain_mcq": "mcq"}  # role -> record kind, read when listed
 
 
 def read_jsonl(path: Path, kind: str, label: str | None = None) -> list:
@@ -222,6 +270,10 @@ def load_preset(name_or_path: str | Path, root: Path = PRESETS_DIR) -> Preset:
     for role, (_, kind) in FILES.items():
         rel = files[role]
         data[role] = read_jsonl(folder / rel, kind, label=f"{label_root}/{rel}")
+    for role, kind in OPTIONAL_FILES.items():
+        if role in (meta.get("files") or {}):
+            rel = files[role]
+            data[role] = read_jsonl(folder / rel, kind, label=f"{label_root}/{rel}")
     return Preset(
         name=str(meta["name"]), title=str(meta["title"]), description=str(meta["description"]),
         root=folder, forget_keywords=[str(k) for k in meta["forget_keywords"]],

@@ -228,6 +228,58 @@ class Workbench:
                 for s in streams:
                     s.close()
 
+    # ------------------------------------------------------------------ evaluation and capsules
+    def evaluate(self, variants=("original", "eco"), metrics=None, split: str = "test",
+                 eco: ECOConfig | None = None, preset: str | None = None, probes_file: str | None = None,
+                 batch_size: int = 32, on_progress=None, stop_event: threading.Event | None = None):
+        """Variants x metrics on a preset split -> EvalResult (tidy DataFrame + per-example table)."""
+        from .evaluation import DEFAULT_METRICS, check_names, evaluate
+        from .presets import read_jsonl
+
+        metrics = list(metrics or DEFAULT_METRICS)
+        check_names(variants, metrics)
+        p = self._preset(preset)
+        probes = None
+        if probes_file:
+            from pathlib import Path
+
+            rows = read_jsonl(Path(probes_file), "probe", label=str(probes_file))
+            probes = {"forget": rows, "retain": p.probes("retain", split)}
+        needs_gate = "eco" in variants and (eco or ECOConfig()).gate == "classifier"
+        clf = self.classifier(p.name) if needs_gate else None
+        with self.lock:
+            result = evaluate(self._lm(), p, variants, metrics, split, eco, clf, batch_size, probes,
+                              on_progress, stop_event)
+        result.settings["preset"] = p.name
+        result.settings["probes_file"] = probes_file
+        return result
+
+    def capsule(self, result, preset: str | None = None) -> dict:
+        from .runs import make_capsule
+
+        p = self._preset(result.settings.get("preset") or preset)
+        clf = self.classifiers.get(p.name) if "eco" in result.settings["variants"] else None
+        return make_capsule(self._lm(), p, result, clf)
+
+    def replay(self, capsule: dict) -> dict:
+        """Re-run a capsule's evaluation here and compare: {same, rows: [...], warnings: [...]}."""
+        from .runs import compare_rows, weights_hash
+
+        warnings = []
+        lm = self._lm()
+        if "weights_sha256" not in lm.extras:
+            lm.extras["weights_sha256"] = weights_hash(lm.model)
+        if capsule["model"]["weights_sha256"] != lm.extras["weights_sha256"]:
+            warnings.append("The loaded model's weights differ from the capsule's.")
+        s = capsule["settings"]
+        p = self._preset(s.get("preset") or capsule["preset"]["name"])
+        if p.data_hash() != capsule["preset"]["data_sha256"]:
+            warnings.append(f"The preset {p.name!r} data differ from the capsule's.")
+        result = self.evaluate(s["variants"], s["metrics"], s["split"], ECOConfig.from_dict(s["eco"]), p.name,
+                               s.get("probes_file"), s.get("batch_size", 32))
+        rows = compare_rows(capsule["rows"], result.rows())
+        return {"same": all(r["same"] for r in rows) and not warnings, "rows": rows, "warnings": warnings}
+
     # ------------------------------------------------------------------ probes, sweeps, ZO
     def probe_accuracy(self, side: str, split: str = "test", eco: ECOConfig | None = None,
                        preset: str | None = None) -> dict:

@@ -1,0 +1,234 @@
+"""Metrics: small functions registered by name, each computing one number for one variant.
+
+A metric takes an `EvalContext` (model, ECO settings or None for Original, preset, split) and
+returns a `MetricValue` (value, n, per-example rows). Names follow the field where one exists
+(open-unlearning / TOFU / ECO). Teacher-forced metrics score a batch at once; nothing here
+generates text. The runner (evaluation.py) loops over variants x metrics.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from .eco import ECO, ECOConfig, probe_summary
+from .models import LoadedModel, format_chat
+from .presets import Preset, Probe
+
+LETTERS = (" A", " B", " C", " D")
+
+
+@dataclass
+class EvalContext:
+    lm: LoadedModel
+    preset: Preset
+    split: str
+    eco: ECOConfig | None  # None = Original
+    classifier: object | None = None
+    batch_size: int = 32
+    probes: dict[str, list[Probe]] | None = None  # optional external probes per side
+    cache: dict = field(default_factory=dict)  # shared by the metrics of one variant
+
+    @property
+    def engine(self) -> ECO:
+        return ECO(self.lm, self.classifier)
+
+
+@dataclass
+class MetricValue:
+    value: float
+    n: int
+    rows: list[dict] = field(default_factory=list)
+
+
+Metric = Callable[[EvalContext], MetricValue]
+METRICS: dict[str, Metric] = {}
+
+
+def metric(name: str):
+    """Register a metric under a unique name; its docstring's first line is its definition."""
+    def register(fn: Metric) -> Metric:
+        if name in METRICS:
+            raise ValueError(f"metric {name!r} is already registered")
+        METRICS[name] = fn
+        return fn
+    return register
+
+
+def get_metric(name: str) -> Metric:
+    if name not in METRICS:
+        raise ValueError(f"Unknown metric {name!r}; known: {', '.join(sorted(METRICS))}.")
+    return METRICS[name]
+
+
+def list_metrics() -> dict[str, str]:
+    return {n: (fn.__doc__ or "").strip().splitlines()[0] for n, fn in sorted(METRICS.items())}
+
+
+# ---------------------------------------------------------------------------- probes
+
+def _probes(ctx: EvalContext, side: str) -> list[Probe]:
+    if ctx.probes and side in ctx.probes:
+        return ctx.probes[side]
+    return ctx.preset.probes(side, ctx.split)
+
+
+def _probe_scores(ctx: EvalContext, side: str) -> list[list[float]]:
+    key = ("probes", side)
+    if key not in ctx.cache:
+        ctx.cache[key] = ctx.engine.probe_choice_logprobs(_probes(ctx, side), ctx.eco, ctx.batch_size)
+    return ctx.cache[key]
+
+
+def _probe_metric(side: str, field_: str) -> Metric:
+    def fn(ctx: EvalContext) -> MetricValue:
+        scores = _probe_scores(ctx, side)
+        s = probe_summary(scores)
+        rows = [{"id": p.id, "correct": max(range(4), key=sc.__getitem__) == 0, "answer_logprob": sc[0]}
+                for p, sc in zip(_probes(ctx, side), scores)]
+        return MetricValue(s[field_], s["n"], rows)
+    return fn
+
+
+for _side in ("forget", "retain"):
+    metric(f"{_side}_probe_accuracy")(_probe_metric(_side, "accuracy")).__doc__ = (
+        f"Share of {_side} cloze probes whose answer has the highest mean token log-prob of the 4 choices.")
+    metric(f"{_side}_probe_logprob")(_probe_metric(_side, "logprob")).__doc__ = (
+        f"Mean token log-prob of the answer of {_side} cloze probes.")
+
+
+# ---------------------------------------------------------------------------- multiple choice
+
+def mcq_prompt(subject: str, question: str, choices) -> str:
+    body = "\n".join(f"{l.strip()}. {c}" for l, c in zip(LETTERS, choices))
+    return f"The following are multiple choice questions (with answers) about {subject}.\n\n{question}\n{body}\nAnswer:"
+
+
+def _mcq_metric(side: str) -> Metric:
+    def fn(ctx: EvalContext) -> MetricValue:
+        qs = ctx.preset.mcqs(side, ctx.split)
+        if not qs:
+            return MetricValue(float("nan"), 0)
+        probes = [Probe(id=q.id, prefix=mcq_prompt(ctx.preset.title.lower(), q.question, q.choices),
+                        answer=LETTERS[q.answer], distractors=tuple(l for i, l in enumerate(LETTERS) if i != q.answer))
+                  for q in qs]
+        eco = ctx.eco
+        if eco is not None and eco.selection == "ner":  # the reference corrupts all but the last token for MCQ
+            eco = ECOConfig.from_dict({**eco.to_dict(), "selection": "all_but_last"})
+        scores = ctx.engine.probe_choice_logprobs(probes, eco, ctx.batch_size)
+        rows = [{"id": q.id, "correct": max(range(4), key=s.__getitem__) == 0} for q, s in zip(qs, scores)]
+        return MetricValue(sum(r["correct"] for r in rows) / len(rows), len(rows), rows)
+    return fn
+
+
+for _side in ("forget", "retain"):
+    metric(f"{_side}_mcq_accuracy")(_mcq_metric(_side)).__doc__ = (
+        f"Share of {_side} multiple-choice questions answered right by the ' A'..' D' logit after 'Answer:'.")
+
+
+# ---------------------------------------------------------------------------- fluency and specificity
+
+@metric("retain_perplexity")
+def retain_perplexity(ctx: EvalContext) -> MetricValue:
+    """exp of the mean token NLL of retain-corpus passages (first word as context) under the variant."""
+    passages = ctx.preset.retain_corpus
+    heads, tails = zip(*[(t.split(" ", 1)[0], " " + t.split(" ", 1)[1]) for t in (p.text for p in passages)])
+    lp = _maybe_eco_logprobs(ctx, list(heads), list(tails))
+    rows = [{"id": p.id, "perplexity": math.exp(-v)} for p, v in zip(passages, lp)]
+    return MetricValue(math.exp(-sum(lp) / len(lp)), len(lp), rows)
+
+
+def _maybe_eco_logprobs(ctx: EvalContext, prefixes: list[str], conts: list[str]) -> list[float]:
+    """Mean log-probs of continuations; under ECO the whole text is gated and its prefix corrupted."""
+    return ctx.engine.pair_logprobs(prefixes, conts, ctx.eco, ctx.batch_size)
+
+
+@torch.inference_mode()
+def _last_logprobs(ctx: EvalContext, prompt: str, eco: ECOConfig | None) -> torch.Tensor:
+    lm = ctx.lm
+    if eco is None:
+        ids = lm.tokenizer(format_chat(lm.tokenizer, prompt), return_tensors="pt", add_special_tokens=False)
+        logits = lm.model(input_ids=ids["input_ids"].to(lm.device)).logits
+    else:
+        plan = ctx.engine.plan(prompt, eco)
+        if plan.flagged:
+            logits = lm.model(inputs_embeds=plan.inputs_embeds).logits
+        else:
+            logits = lm.model(input_ids=plan.input_ids).logits
+    return torch.log_softmax(logits[0, -1].float(), -1)
+
+
+@metric("retain_kl")
+def retain_kl(ctx: EvalContext) -> MetricValue:
+    """Mean KL(Original || variant) of the next-token distribution after each retain prompt (specificity)."""
+    prompts = ctx.preset.prompts("retain", ctx.split)
+    rows = []
+    for r in prompts:
+        p = _last_logprobs(ctx, r.prompt, None)
+        q = p if ctx.eco is None else _last_logprobs(ctx, r.prompt, ctx.eco)
+        rows.append({"id": r.id, "kl": float((p.exp() * (p - q)).sum())})
+    return MetricValue(sum(x["kl"] for x in rows) / max(len(rows), 1), len(rows), rows)
+
+
+# ---------------------------------------------------------------------------- the gate
+
+def _gate(ctx: EvalContext, side: str) -> MetricValue:
+    prompts = ctx.preset.prompts(side, ctx.split)
+    if ctx.eco is None:  # Original never corrupts anything
+        return MetricValue(0.0, len(prompts), [{"id": r.id, "flagged": False} for r in prompts])
+    scores, flags, _ = ctx.engine.gate([r.prompt for r in prompts], ctx.eco)
+    rows = [{"id": r.id, "score": s, "flagged": f} for r, s, f in zip(prompts, scores, flags)]
+    return MetricValue(sum(flags) / max(len(flags), 1), len(flags), rows)
+
+
+@metric("forget_recall")
+def forget_recall(ctx: EvalContext) -> MetricValue:
+    """Share of forget prompts the variant's gate flags (ECO's classifier; 0 for weight-space variants)."""
+    return _gate(ctx, "forget")
+
+
+@metric("retain_fpr")
+def retain_fpr(ctx: EvalContext) -> MetricValue:
+    """Share of retain prompts the variant's gate flags by mistake (false-positive rate)."""
+    return _gate(ctx, "retain")
+
+
+# ---------------------------------------------------------------------------- TOFU truth ratio
+
+def _truth_ratios(ctx: EvalContext) -> tuple[list, list[float]]:
+    key = "truth_ratio"
+    if key not in ctx.cache:
+        rows = [r for r in ctx.preset.prompts("forget", ctx.split) if r.paraphrase and r.perturbed]
+        prefixes, conts, spans = [], [], []
+        for r in rows:
+            q = format_chat(ctx.lm.tokenizer, r.prompt)
+            start = len(conts)
+            prefixes += [q] * (1 + len(r.perturbed))
+            conts += [" " + r.paraphrase, *(" " + p for p in r.perturbed)]
+            spans.append((start, len(conts)))
+        lp = _maybe_eco_logprobs(ctx, prefixes, conts) if rows else []
+        ratios = [math.exp(sum(lp[a + 1:b]) / (b - a - 1) - lp[a]) for a, b in spans]
+        ctx.cache[key] = (rows, ratios)
+    return ctx.cache[key]
+
+
+@metric("truth_ratio")
+def truth_ratio(ctx: EvalContext) -> MetricValue:
+    """TOFU truth ratio on forget questions: mean of min(R, 1/R), R = GM P(perturbed) / P(paraphrase)."""
+    rows, ratios = _truth_ratios(ctx)
+    if not rows:
+        return MetricValue(float("nan"), 0)
+    folded = [min(r, 1 / r) for r in ratios]
+    return MetricValue(sum(folded) / len(folded), len(folded),
+                       [{"id": r.id, "truth_ratio": v} for r, v in zip(rows, ratios)])
+
+
+def forget_quality(ratios: list[float], reference: list[float]) -> float:
+    """TOFU forget quality: KS two-sample test p-value between truth-ratio distributions."""
+    from scipy.stats import ks_2samp
+
+    if not ratios or not reference:
+        return float("nan")
+    return float(ks_2samp(ratios, reference).pvalue)
