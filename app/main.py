@@ -6,6 +6,7 @@ from pathlib import Path
 import gradio as gr
 
 from . import texts
+from .tabs import evaluate as evaluate_tab
 from .tabs import model as model_tab
 from .tabs import optimize as optimize_tab
 from .tabs import playground as playground_tab
@@ -21,9 +22,11 @@ def build_app(workbench, settings: dict | None = None) -> gr.Blocks:
         with gr.Tabs():
             play = playground_tab.build(workbench, settings)
             opt = optimize_tab.build(workbench, settings)
+            ev = evaluate_tab.build(workbench, settings)
             model = model_tab.build(workbench, settings)
         playground_tab.wire(play, workbench, settings)
         optimize_tab.wire(opt, workbench, settings, playground=play)
+        evaluate_tab.wire(ev, workbench, settings, playground=play)
         model_tab.wire(model, workbench, settings)
     # model-bound events share concurrency_id="model": one at a time on the shared model
     demo.queue(default_concurrency_limit=1, max_size=settings.get("queue_size", 64))

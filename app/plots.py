@@ -40,3 +40,31 @@ def sweep_figure(points: list[dict]) -> go.Figure:
     if points and min(p["strength"] for p in points) > 0:
         fig.update_xaxes(type="log")
     return fig
+
+
+def metric_bars(rows: list[dict]) -> go.Figure:
+    """Grouped bars of forget vs retain metrics per variant (one bar group per metric)."""
+    fig = go.Figure()
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        pts = [r for r in rows if r["variant"] == variant and r["value"] == r["value"]]
+        fig.add_trace(go.Bar(name=variant, x=[r["metric"] for r in pts], y=[r["value"] for r in pts]))
+    fig.update_layout(title="Metrics per variant", barmode="group", **LAYOUT)
+    return fig
+
+
+def forget_retain_scatter(rows: list[dict], forget: str = "forget_probe_accuracy",
+                          retain: str = "retain_probe_accuracy") -> go.Figure:
+    """Each variant at (forget metric, retain metric): lower-right (forgets, keeps) is better."""
+    by = {}
+    for r in rows:
+        by.setdefault(r["variant"], {})[r["metric"]] = r["value"]
+    fig = go.Figure()
+    for variant, m in by.items():
+        if forget in m and retain in m:
+            fig.add_trace(go.Scatter(x=[1 - m[forget]], y=[m[retain]], mode="markers+text", text=[variant],
+                                     textposition="top center", marker=dict(size=14), name=variant))
+    fig.update_layout(title="Forgetting vs keeping (lower-right is better: forgets more, keeps more)",
+                      xaxis_title=f"1 − {forget}", yaxis_title=retain, xaxis_range=[-0.05, 1.05],
+                      yaxis_range=[-0.05, 1.05], **LAYOUT)
+    fig.update_yaxes(autorange="reversed")
+    return fig

@@ -74,3 +74,18 @@ SWEEP_DIMS = "Dims (comma-separated)"
 SWEEP_SPLIT = "Probe split"
 RUN_SWEEP = "Run sweep"
 BAD_NUMBER_LIST = "Could not read {what}: give numbers separated by commas, e.g. 1, 10, 100."
+
+EVALUATE_TAB = "Evaluate"
+EVALUATE_HELP = (
+    "Run metrics for the chosen variants on a preset split. The table and the charts fill in as "
+    "each metric finishes; export the table as CSV and the run as a capsule that replays it."
+)
+VARIANTS = "Variants"
+METRICS = "Metrics"
+SPLIT = "Split"
+RUN_EVAL = "Evaluate"
+EXPORT_CSV = "Results (CSV)"
+EXPORT_CAPSULE = "Run capsule (JSON)"
+IMPORT_CAPSULE = "Replay a capsule"
+REPLAY_RESULT = "Capsule / replay"
+EXPORT_RUN = "Show the run capsule"

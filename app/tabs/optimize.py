@@ -101,12 +101,12 @@ def wire(ui: dict, workbench, settings, playground: dict) -> None:
     run = ui["btn_zo"].click(optimize, [*zo_inputs, *eco_inputs],
                              [ui["pl_zo"], ui["js_zo"], ui["st_best"], ui["md_best"]],
                              api_name="optimize", concurrency_id="model")
-    ui["btn_zo_stop"].click(None, None, None, cancels=[run], api_name=False)
+    ui["btn_zo_stop"].click(None, None, None, cancels=[run], api_visibility="private")
     ui["btn_apply"].click(apply_best, [ui["st_best"], playground["nb_strength"]],
-                          [playground["nb_strength"], playground["sl_strength"]], api_name=False, queue=False)
+                          [playground["nb_strength"], playground["sl_strength"]], api_visibility="private", queue=False)
     sw = ui["btn_sweep"].click(sweep, [ui["tb_strengths"], ui["tb_dims"], ui["dd_split"], *eco_inputs],
                                [ui["pl_sweep"], ui["df_sweep"]], api_name="sweep", concurrency_id="model")
-    ui["btn_sweep_stop"].click(None, None, None, cancels=[sw], api_name=False)
+    ui["btn_sweep_stop"].click(None, None, None, cancels=[sw], api_visibility="private")
 
 
 def _sweep_points(workbench, strengths, dims, split, eco, event):

@@ -176,31 +176,31 @@ def wire(ui: dict, workbench, settings) -> None:
                   ui["nb_seed"], *eco_inputs]
     outputs = [ui["tb_original"], ui["tb_eco"], ui["md_gate"], ui["md_speed"]]
     run = ui["btn_generate"].click(generate, gen_inputs, outputs, api_name="generate", concurrency_id="model")
-    sub = ui["tb_prompt"].submit(generate, gen_inputs, outputs, api_name=False, concurrency_id="model")
-    ui["btn_stop"].click(None, None, None, cancels=[run, sub], api_name=False)
+    sub = ui["tb_prompt"].submit(generate, gen_inputs, outputs, api_visibility="private", concurrency_id="model")
+    ui["btn_stop"].click(None, None, None, cancels=[run, sub], api_visibility="private")
 
     inspect_outputs = [ui["md_gate"], ui["ht_tokens"], ui["st_shown"]]
-    ui["tb_prompt"].change(reset_manual, None, ui["st_manual"], api_name=False, queue=False).then(
-        inspect, [ui["tb_prompt"], ui["st_manual"], *eco_inputs], inspect_outputs, api_name=False,
+    ui["tb_prompt"].change(reset_manual, None, ui["st_manual"], api_visibility="private", queue=False).then(
+        inspect, [ui["tb_prompt"], ui["st_manual"], *eco_inputs], inspect_outputs, api_visibility="private",
         trigger_mode="always_last", show_progress="hidden", concurrency_id="light", concurrency_limit=2)
     for comp in (ui["dd_selection"], ui["tb_entities"], ui["dd_gate"], ui["sl_threshold"]):
-        comp.change(reset_manual, None, ui["st_manual"], api_name=False, queue=False).then(
-            inspect, [ui["tb_prompt"], ui["st_manual"], *eco_inputs], inspect_outputs, api_name=False,
+        comp.change(reset_manual, None, ui["st_manual"], api_visibility="private", queue=False).then(
+            inspect, [ui["tb_prompt"], ui["st_manual"], *eco_inputs], inspect_outputs, api_visibility="private",
             concurrency_id="light", concurrency_limit=2)
     ui["ht_tokens"].select(toggle, [ui["tb_prompt"], ui["st_manual"], ui["st_shown"], *eco_inputs],
                            [ui["st_manual"], ui["md_gate"], ui["ht_tokens"], ui["st_shown"], ui["md_speed"]],
-                           api_name=False, concurrency_id="light", concurrency_limit=2)
+                           api_visibility="private", concurrency_id="light", concurrency_limit=2)
     for comp in (ui["nb_strength"], ui["dd_unit"]):
         comp.change(lambda v, u: strength_line(workbench, v, u), [ui["nb_strength"], ui["dd_unit"]],
-                    ui["md_strength"], api_name=False, queue=False)
+                    ui["md_strength"], api_visibility="private", queue=False)
     # the strength slider and the number box mirror each other; releasing a knob re-runs ECO
-    ui["sl_strength"].release(lambda v: v, ui["sl_strength"], ui["nb_strength"], api_name=False, queue=False)
+    ui["sl_strength"].release(lambda v: v, ui["sl_strength"], ui["nb_strength"], api_visibility="private", queue=False)
     ui["nb_strength"].submit(lambda v: min(float(v or 0), 1000.0), ui["nb_strength"], ui["sl_strength"],
-                             api_name=False, queue=False)
+                             api_visibility="private", queue=False)
     for knob in (ui["sl_strength"], ui["sl_dims"]):
-        knob.release(generate_eco, gen_inputs, [ui["tb_eco"], ui["md_gate"]], api_name=False,
+        knob.release(generate_eco, gen_inputs, [ui["tb_eco"], ui["md_gate"]], api_visibility="private",
                      concurrency_id="model", trigger_mode="always_last")
-    ui["dd_corruption"].change(generate_eco, gen_inputs, [ui["tb_eco"], ui["md_gate"]], api_name=False,
+    ui["dd_corruption"].change(generate_eco, gen_inputs, [ui["tb_eco"], ui["md_gate"]], api_visibility="private",
                                concurrency_id="model", trigger_mode="always_last")
 
     # API-only endpoints: /classify and /select_tokens

@@ -1,0 +1,112 @@
+"""Evaluate tab: variants x metrics on a preset split, a live table and charts, CSV and capsule
+export, and capsule replay."""
+from __future__ import annotations
+
+import tempfile
+import threading
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from engine.evaluation import DEFAULT_METRICS, VARIANTS
+from engine.metrics import list_metrics
+from engine.runs import load_capsule, save_capsule
+
+from .. import plots, texts
+from ..errors import ui_errors
+from .playground import eco_config
+
+
+def build(workbench, settings) -> dict:
+    with gr.Tab(texts.EVALUATE_TAB, id="evaluate"):
+        gr.Markdown(texts.EVALUATE_HELP)
+        with gr.Row():
+            dd_preset = gr.Dropdown(workbench.presets(), value=workbench.preset.name if workbench.preset else None,
+                                    label=texts.PRESET)
+            dd_split = gr.Dropdown(["test", "train", "all"], value="test", label=texts.SPLIT)
+            cg_variants = gr.CheckboxGroup(list(VARIANTS), value=list(VARIANTS), label=texts.VARIANTS)
+        cg_metrics = gr.CheckboxGroup(list(list_metrics()), value=list(DEFAULT_METRICS), label=texts.METRICS,
+                                      elem_id="cg-metrics")
+        with gr.Row():
+            btn_eval = gr.Button(texts.RUN_EVAL, variant="primary", elem_id="btn-eval")
+            btn_stop = gr.Button(texts.STOP, variant="stop")
+        df_results = gr.Dataframe(label="results", interactive=False, elem_id="df-results")
+        with gr.Row():
+            pl_bars = gr.Plot(elem_id="plot-bars")
+            pl_scatter = gr.Plot(elem_id="plot-scatter")
+        with gr.Row():
+            fl_csv = gr.File(label=texts.EXPORT_CSV, interactive=False)
+            fl_capsule = gr.File(label=texts.EXPORT_CAPSULE, interactive=False)
+            fl_import = gr.File(label=texts.IMPORT_CAPSULE, file_types=[".json"], type="binary")
+        btn_export = gr.Button(texts.EXPORT_RUN)
+        js_replay = gr.JSON(label=texts.REPLAY_RESULT)
+        st_capsule = gr.State(None)
+    return dict(btn_export=btn_export, st_capsule=st_capsule, dd_preset=dd_preset, dd_split=dd_split, cg_variants=cg_variants, cg_metrics=cg_metrics,
+                btn_eval=btn_eval, btn_stop=btn_stop, df_results=df_results, pl_bars=pl_bars,
+                pl_scatter=pl_scatter, fl_csv=fl_csv, fl_capsule=fl_capsule, fl_import=fl_import,
+                js_replay=js_replay)
+
+
+def wire(ui: dict, workbench, settings, playground: dict) -> None:
+    eco_inputs = [playground[k] for k in ("dd_corruption", "sl_dims", "nb_strength", "dd_unit", "dd_selection",
+                                          "tb_entities", "dd_gate", "sl_threshold", "nb_eco_seed")]
+
+    @ui_errors
+    def run(preset, split, variants, metrics, *eco_values, progress=gr.Progress()):
+        if not variants or not metrics:
+            raise ValueError("Choose at least one variant and one metric.")
+        rows, event, done = [], threading.Event(), []
+        result_box: list = []
+
+        def work():
+            try:
+                result_box.append(workbench.evaluate(variants, metrics, split, eco_config(*eco_values), preset,
+                                                     on_progress=lambda r: done.append(r), stop_event=event))
+            except Exception as exc:
+                result_box.append(exc)
+
+        worker = threading.Thread(target=work, daemon=True)
+        worker.start()
+        try:
+            while worker.is_alive() or len(rows) < len(done):
+                worker.join(timeout=0.5)
+                if len(done) > len(rows):
+                    rows = [{k: r[k] for k in ("variant", "metric", "split", "value", "n")} for r in done]
+                    progress(done[-1]["done"] / done[-1]["total"], desc=f"{done[-1]['variant']}: {done[-1]['metric']}")
+                    yield (pd.DataFrame(rows).round(4), plots.metric_bars(rows), plots.forget_retain_scatter(rows),
+                           None, None, None)
+        finally:
+            event.set()
+            worker.join()
+        result = result_box[0] if result_box else RuntimeError("The evaluation did not finish.")
+        if isinstance(result, Exception):
+            raise result
+        out = Path(tempfile.mkdtemp(prefix="lethe-run-"))
+        csv = out / f"{preset}-{split}.csv"
+        result.table.to_csv(csv, index=False)
+        capsule = workbench.capsule(result)
+        path = save_capsule(capsule, out / f"{preset}-{split}-capsule.json")
+        rows = result.rows()
+        yield (result.table.round(4), plots.metric_bars(rows), plots.forget_retain_scatter(rows), str(csv),
+               str(path), capsule)
+
+    def export(capsule):
+        if not capsule:
+            raise gr.Error("Run an evaluation first: there is no run to export yet.")
+        return capsule
+
+    @ui_errors
+    def replay(data, progress=gr.Progress()):
+        if data is None:
+            return None
+        cap = load_capsule(data)
+        progress(0.1, desc="Replaying…")
+        return workbench.replay(cap)
+
+    ev = ui["btn_eval"].click(run, [ui["dd_preset"], ui["dd_split"], ui["cg_variants"], ui["cg_metrics"], *eco_inputs],
+                              [ui["df_results"], ui["pl_bars"], ui["pl_scatter"], ui["fl_csv"], ui["fl_capsule"],
+                               ui["st_capsule"]], api_name="evaluate", concurrency_id="model")
+    ui["btn_export"].click(export, ui["st_capsule"], ui["js_replay"], api_name="export_run", queue=False)
+    ui["btn_stop"].click(None, None, None, cancels=[ev], api_visibility="private")
+    ui["fl_import"].upload(replay, ui["fl_import"], ui["js_replay"], api_name="replay_run", concurrency_id="model")
