@@ -25,6 +25,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", default="harry_potter")
     ap.add_argument("--zo-steps", type=int, default=6)
+    ap.add_argument("--quick", action="store_true", help="skip the sweep and the ZO run")
     args = ap.parse_args()
     t0 = time.perf_counter()
     wb = Workbench(preset=args.preset)
@@ -44,11 +45,16 @@ def main() -> None:
         out["demo"] = {"original": orig["text"], "eco": res["text"], "selected": res["selected_tokens"],
                        "eco_mentions_hp": any(w in res["text"].lower() for w in HP_WORDS)}
     default = ECOConfig()
-    floor = ECOConfig(gate="always", selection="prompt", dims=wb.lm.model.config.hidden_size, strength=100.0)
+    ner = ECOConfig(selection="ner", dims=1, strength=100.0)  # the reference's TOFU-style selection
     table = {}
-    for name, cfg in (("original", None), ("eco_default", default), ("prefix_destroyed", floor)):
+    for name, cfg in (("original", None), ("eco_default", default), ("eco_ner_dims1", ner)):
         table[name] = {side: wb.probe_accuracy(side, "test", cfg) for side in ("forget", "retain")}
     out["probes_test"] = table
+    out["eco_default_settings"] = default.to_dict()
+    if args.quick:
+        out["seconds"] = round(time.perf_counter() - t0, 1)
+        write(f"eco_quality_{p.name}_quick", out)
+        return
     out["sweep_test"] = wb.sweep([1, 10, 100, 1000], default, split="test")
     steps = list(wb.optimize(default.with_strength(1.0), ZOConfig(steps=args.zo_steps)))
     best = steps[-1]["best_strength"] if steps else None

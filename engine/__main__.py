@@ -91,10 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_eco_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corruption", default="rand_noise_first_n")
-    p.add_argument("--dims", type=int, default=1)
+    p.add_argument("--dims", type=int, default=0, help="coordinates to corrupt (0 = all)")
     p.add_argument("--strength", type=float, default=100.0)
     p.add_argument("--strength-unit", default="absolute", choices=["absolute", "std"])
-    p.add_argument("--selection", default="ner", choices=["ner", "prompt", "all_but_last", "token_model"])
+    p.add_argument("--selection", default="prompt", choices=["ner", "prompt", "all_but_last", "token_model"])
     p.add_argument("--gate", default="classifier", choices=["classifier", "always", "never"])
     p.add_argument("--threshold", type=float, default=None)
     p.add_argument("--eco-seed", type=int, default=None, help="noise seed (default: --seed)")

@@ -26,10 +26,10 @@ UNITS = ("absolute", "std")
 @dataclass
 class ECOConfig:
     corruption: str = field(default="rand_noise_first_n", metadata={"help": "Corruption function."})
-    dims: int = field(default=1, metadata={"help": "Embedding coordinates touched (k).", "min": 1})
+    dims: int = field(default=0, metadata={"help": "Embedding coordinates touched (k); 0 = all of them.", "min": 0})
     strength: float = field(default=100.0, metadata={"help": "Noise std / shift (sigma).", "min": 0.0})
     strength_unit: str = field(default="absolute", metadata={"help": "absolute, or std = multiples of the embedding matrix's std.", "choices": UNITS})
-    selection: str = field(default="ner", metadata={"help": "Which tokens to corrupt.", "choices": MODES})
+    selection: str = field(default="prompt", metadata={"help": "Which tokens to corrupt.", "choices": MODES})
     entity_types: tuple[str, ...] = field(default=(), metadata={"help": "NER types to select (empty = all)."})
     fallback: str = field(default="prompt", metadata={"help": "When NER finds nothing.", "choices": FALLBACKS})
     gate: str = field(default="classifier", metadata={"help": "classifier, always or never corrupt.", "choices": GATES})
@@ -47,8 +47,8 @@ class ECOConfig:
             raise ValueError(f"Strength must be zero or positive, got {s}.")
         if s > 1e9:
             raise ValueError(f"Strength {s:g} is too large; use at most 1e9.")
-        if USES_DIMS[self.corruption] and not 1 <= int(self.dims) <= hidden_size:
-            raise ValueError(f"Dims must be between 1 and the hidden size ({hidden_size}), got {self.dims}.")
+        if USES_DIMS[self.corruption] and not 0 <= int(self.dims) <= hidden_size:
+            raise ValueError(f"Dims must be between 1 and the hidden size ({hidden_size}) (0 = all), got {self.dims}.")
         for name, allowed in (("strength_unit", UNITS), ("gate", GATES), ("selection", MODES),
                               ("fallback", FALLBACKS)):
             if getattr(self, name) not in allowed:
@@ -128,7 +128,8 @@ class ECO:
         if not mask.any():
             return embeds
         fn = get_corruption(config.corruption)
-        return fn(embeds, mask.to(embeds.device), int(config.dims), absolute_strength(self.lm, config), generator)
+        dims = int(config.dims) or embeds.shape[-1]  # 0 = every coordinate
+        return fn(embeds, mask.to(embeds.device), dims, absolute_strength(self.lm, config), generator)
 
     # ---------------------------------------------------------------- one prompt
     def plan(self, prompt: str, config: ECOConfig, chat: bool = True, manual: list[int] | None = None) -> ECOPlan:

@@ -34,7 +34,7 @@ def build(workbench, settings) -> dict:
                 with gr.Accordion(texts.ECO_SETTINGS, open=True):
                     dd_corruption = gr.Dropdown(list_corruptions(), value=d.corruption, label=texts.CORRUPTION,
                                                 elem_id="dd-corruption")
-                    sl_dims = gr.Slider(1, hidden, value=d.dims, step=1, label=texts.DIMS, elem_id="sl-dims")
+                    sl_dims = gr.Slider(0, hidden, value=d.dims, step=1, label=texts.DIMS, elem_id="sl-dims")
                     with gr.Row():
                         nb_strength = gr.Number(value=d.strength, label=texts.STRENGTH, elem_id="nb-strength",
                                                 minimum=0)

@@ -13,7 +13,7 @@ def test_harry_potter_prompt_shows_score_tokens_and_both_outputs(server, page):
     page.locator("#gate-status").get_by_text("p(forget)").wait_for(timeout=300_000)
     assert "corrupts" in page.locator("#gate-status").inner_text()
     tokens = page.locator("#tokens")
-    tokens.get_by_text("PERSON").first.wait_for(timeout=30_000)
+    tokens.get_by_text("SELECTED").first.wait_for(timeout=30_000)  # default: every prompt token
     page.locator("#btn-generate").click()
     original, eco = page.locator("#out-original textarea"), page.locator("#out-eco textarea")
     seen = []
