@@ -61,7 +61,7 @@ def build(workbench, settings) -> dict:
                                      elem_classes="lethe-output")
             tb_eco = gr.Textbox(label=texts.ECO, lines=8, interactive=False, elem_id="out-eco",
                                 elem_classes="lethe-output")
-        md_speed = gr.Markdown("", elem_classes="lethe-speed")
+        md_speed = gr.Markdown("", elem_id="speed", elem_classes="lethe-speed")
         st_manual = gr.State(None)  # None = automatic selection, else the selected token indices
         st_shown = gr.State([])  # token index of each displayed HighlightedText entry
     return dict(tb_prompt=tb_prompt, btn_generate=btn_generate, btn_stop=btn_stop, md_gate=md_gate,
@@ -175,8 +175,10 @@ def wire(ui: dict, workbench, settings) -> None:
     gen_inputs = [ui["tb_prompt"], ui["st_manual"], ui["sl_tokens"], ui["sl_temperature"], ui["sl_top_p"],
                   ui["nb_seed"], *eco_inputs]
     outputs = [ui["tb_original"], ui["tb_eco"], ui["md_gate"], ui["md_speed"]]
-    run = ui["btn_generate"].click(generate, gen_inputs, outputs, api_name="generate", concurrency_id="model")
-    sub = ui["tb_prompt"].submit(generate, gen_inputs, outputs, api_visibility="private", concurrency_id="model")
+    run = ui["btn_generate"].click(generate, gen_inputs, outputs, api_name="ui_generate", api_visibility="private",
+                                   concurrency_id="model")
+    sub = ui["tb_prompt"].submit(generate, gen_inputs, outputs, api_name="ui_generate_submit",
+                                 api_visibility="private", concurrency_id="model")
     ui["btn_stop"].click(None, None, None, cancels=[run, sub], api_visibility="private")
 
     inspect_outputs = [ui["md_gate"], ui["ht_tokens"], ui["st_shown"]]
@@ -214,6 +216,20 @@ def wire(ui: dict, workbench, settings) -> None:
         out = workbench.select_tokens(prompt, cfg)
         return {k: out[k] for k in ("tokens", "selected", "labels", "positions", "entities")}
 
+    def api_generate(prompt: str, max_new_tokens: int = 96, temperature: float = 0.0, top_p: float = 1.0,
+                     seed: int = 0, corruption: str = "rand_noise_first_n", dims: int = 0, strength: float = 100.0,
+                     strength_unit: str = "absolute", selection: str = "prompt", entity_types: str = "",
+                     gate: str = "classifier", threshold: float = 0.0, eco_seed: int = 0) -> dict:
+        """Original and ECO answers to one prompt, with the gate's decision (plain JSON)."""
+        texts_ = ["", ""]
+        gen = generate(prompt, None, max_new_tokens, temperature, top_p, seed, corruption, dims, strength,
+                                  strength_unit, selection, entity_types, gate, threshold, eco_seed)
+        gate_text = speed = ""
+        for original, eco, gate_text, speed in gen:
+            texts_ = [original, eco]
+        return {"original": texts_[0], "eco": texts_[1], "gate": gate_text, "speed": speed}
+
+    gr.api(api_generate, api_name="generate", concurrency_id="model")
     gr.api(api_classify, api_name="classify", concurrency_id="light")
     gr.api(api_select, api_name="select_tokens", concurrency_id="light")
 

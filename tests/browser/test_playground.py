@@ -26,7 +26,7 @@ def test_harry_potter_prompt_shows_score_tokens_and_both_outputs(server, page):
         page.wait_for_timeout(100)
     assert len(seen) >= 3, "the answers did not stream"
     assert all(b[0].startswith(a[0]) and b[1].startswith(a[1]) for a, b in zip(seen, seen[1:]))
-    page.wait_for_function("() => document.querySelector('.lethe-speed').innerText.includes('tokens/s')",
+    page.wait_for_function("() => document.querySelector('#speed').innerText.includes('tokens/s')",
                            timeout=180_000)
     orig_text, eco_text = original.input_value(), eco.input_value()
     assert "harry" in orig_text.lower()
@@ -48,7 +48,8 @@ def test_api_endpoints(server):
     assert res["results"][0]["flagged"] is True and 0 < res["threshold"] < 1
     sel = client.predict("Who is Harry Potter?", "ner", "", api_name="/select_tokens")
     assert "PERSON" in sel["labels"]
-    out = client.predict("Who is Harry Potter?", None, 16, 0.0, 1.0, 0, "rand_noise_first_n", 1, 100.0, "absolute",
-                         "ner", "", "classifier", 0.0, 0, api_name="/generate")
-    original, eco, gate = out[0], out[1], out[2]
-    assert "Harry" in original and eco != original and "corrupts" in gate
+    out = client.predict(prompt="Who is Harry Potter?", max_new_tokens=16, selection="ner", dims=1, strength=100.0,
+                         api_name="/generate")
+    assert "Harry" in out["original"] and out["eco"] != out["original"] and "corrupts" in out["gate"]
+    with pytest.raises(Exception, match="prompt is empty"):
+        client.predict(prompt="   ", api_name="/generate")
