@@ -156,3 +156,75 @@ def generate(model, tokenizer, config: GenerationConfig, **inputs) -> Generation
     for _ in stream(model, tokenizer, config, stats=stats, **inputs):
         pass
     return stats
+
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    ids = {tokenizer.eos_token_id}
+    gen = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids.update(gen if isinstance(gen, (list, tuple)) else [gen])
+    return {i for i in ids if i is not None}
+
+
+def _next_token(logits: torch.Tensor, config: GenerationConfig, generator: torch.Generator) -> int:
+    if config.temperature <= 0:
+        return int(logits.argmax())
+    probs = torch.softmax(logits.float() / config.temperature, -1).cpu()
+    if config.top_p < 1:
+        sorted_p, order = probs.sort(descending=True)
+        keep = sorted_p.cumsum(-1) - sorted_p < config.top_p
+        probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def stream_interleaved(model, tokenizer, config: GenerationConfig, inputs: list[dict], scopes: list,
+                       lock=None, stop_event: threading.Event | None = None,
+                       stats: list[GenerationStats] | None = None) -> Iterator[list[str]]:
+    """Decode several variants of one prompt token by token, in turn, each under its own scope.
+
+    `inputs[i]` holds input_ids or inputs_embeds (1, T) (+ attention_mask); `scopes[i]()` is a
+    context manager putting the model in variant i's state (adapter, scale) and restoring it.
+    Every forward pass runs under `lock` inside its scope, so variants that need different
+    adapter states share one model, and other requests can run between tokens. Yields the
+    list of texts so far after each round. Each variant keeps its own KV cache and, when
+    sampling, its own generator seeded with `config.seed`."""
+    config.validate()
+    lock = lock or threading.RLock()
+    n = len(inputs)
+    stats = stats if stats is not None else [GenerationStats() for _ in range(n)]
+    eos = _eos_ids(model, tokenizer)
+    gens = [torch.Generator().manual_seed(int(config.seed)) for _ in range(n)]
+    caches, last, lengths = [None] * n, [None] * n, [0] * n
+    new: list[list[int]] = [[] for _ in range(n)]
+    texts, live = [""] * n, list(range(n))
+    start = time.perf_counter()
+
+    def forward(i: int, **kw) -> None:
+        with lock, scopes[i](), torch.inference_mode():
+            out = model(past_key_values=caches[i], use_cache=True, **kw)
+        caches[i], last[i] = out.past_key_values, out.logits[0, -1]
+
+    for i, inp in enumerate(inputs):
+        lengths[i] = (inp.get("input_ids") if inp.get("input_ids") is not None else inp["inputs_embeds"]).shape[1]
+        forward(i, **{k: v for k, v in inp.items() if v is not None})
+    while live:
+        for i in list(live):
+            token = _next_token(last[i], config, gens[i])
+            if token in eos:
+                live.remove(i)
+                continue
+            new[i].append(token)
+            texts[i], hit = _trim_stops(tokenizer.decode(new[i], skip_special_tokens=True), config.stop)
+            if hit or len(new[i]) >= config.max_new_tokens:
+                live.remove(i)
+                continue
+            lengths[i] += 1
+            device = last[i].device
+            forward(i, input_ids=torch.tensor([[token]], device=device),
+                    attention_mask=torch.ones((1, lengths[i]), dtype=torch.long, device=device))
+        if stop_event is not None and stop_event.is_set():
+            live = []
+        yield list(texts)
+    seconds = time.perf_counter() - start
+    for i, st in enumerate(stats):
+        st.text, st.new_tokens, st.seconds = texts[i], len(new[i]), seconds
+        st.stopped = bool(stop_event is not None and stop_event.is_set())

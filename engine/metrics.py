@@ -232,3 +232,61 @@ def forget_quality(ratios: list[float], reference: list[float]) -> float:
     if not ratios or not reference:
         return float("nan")
     return float(ks_2samp(ratios, reference).pvalue)
+
+
+# ---------------------------------------------------------------------------- generated text
+
+def unique_token_ratio(tokenizer, text: str) -> float:
+    """Distinct LLM tokens / tokens in a generation (low = repetitive or degenerate)."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return len(set(ids)) / len(ids) if ids else float("nan")
+
+
+def keyword_mentions(text: str, keywords) -> list[str]:
+    """The preset's forget keywords named in a text (case-insensitive, whole words)."""
+    import re
+
+    return [k for k in keywords if re.search(r"(?<!\w)" + re.escape(k) + r"(?!\w)", text, re.IGNORECASE)]
+
+
+def output_perplexity(lm: LoadedModel, prompts: list[str], outputs: list[str], batch_size: int = 16,
+                      chat: bool = True) -> list[float]:
+    """exp of the mean token NLL of each output given its prompt under the current weights
+    (call it with adapters off to score under the base model, ELM's 'seamlessness')."""
+    from .scoring import continuation_logprobs
+
+    keep = [i for i, o in enumerate(outputs) if o.strip()]
+    prefixes = [format_chat(lm.tokenizer, prompts[i]) if chat else prompts[i] for i in keep]
+    lp = continuation_logprobs(lm.model, lm.tokenizer, prefixes, [outputs[i] for i in keep], batch_size) if keep else []
+    out = [float("nan")] * len(outputs)
+    for i, v in zip(keep, lp):
+        out[i] = math.exp(-v)
+    return out
+
+
+def output_metrics(wb, prompt: str, texts: list[str], config, preset: Preset) -> list[dict]:
+    """Quick metrics under each Compare column: base-model perplexity, unique-token ratio, keywords."""
+    lm = wb._lm()
+    with wb.variants.use(None):
+        ppl = output_perplexity(lm, [prompt] * len(texts), texts, chat=config.chat)
+    return [{"perplexity": p, "unique_token_ratio": unique_token_ratio(lm.tokenizer, t),
+             "keywords": keyword_mentions(t, preset.forget_keywords)} for p, t in zip(ppl, texts)]
+
+
+def token_diff(reference: str, text: str) -> list[tuple[str, str | None]]:
+    """Word-level diff of `text` against `reference`: (piece, "same" | "added") pairs, plus
+    ("piece", "removed") for reference words that are gone; ready for gr.HighlightedText."""
+    import difflib
+    import re
+
+    a, b = re.findall(r"\s*\S+", reference), re.findall(r"\s*\S+", text)
+    out: list[tuple[str, str | None]] = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        if op == "equal":
+            out.append(("".join(b[j1:j2]), None))
+            continue
+        if op in ("delete", "replace"):
+            out.append(("".join(a[i1:i2]), "removed"))
+        if op in ("insert", "replace"):
+            out.append(("".join(b[j1:j2]), "added"))
+    return out

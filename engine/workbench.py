@@ -17,6 +17,9 @@ from .eco import ECO, ECOConfig, ECOPlan, probe_summary
 from .generation import GenerationConfig, GenerationStats
 from .models import DEFAULT_MODEL, LoadedModel, load_model
 from .presets import Preset, list_presets, load_preset
+from .variants import AdapterError, Variants, WEIGHT_METHODS
+
+SHIPPED_ADAPTERS = "adapters"  # presets/<name>/adapters/<method>/
 
 MAX_PROMPT_CHARS = 8000
 
@@ -48,6 +51,8 @@ class Workbench:
         self.device, self.dtype, self.trust_remote_code = device, dtype, trust_remote_code
         self.max_prompt_chars = max_prompt_chars
         self.lm: LoadedModel | None = None
+        self.variants: Variants | None = None
+        self.adapter_notes: list[str] = []  # why a shipped adapter was not loaded
         self.preset: Preset | None = load_preset(preset) if preset else None
         self.classifiers: dict[str, PromptClassifier] = {}  # preset name -> gate classifier
         self._classifier_lock = threading.Lock()
@@ -58,7 +63,7 @@ class Workbench:
     def from_loaded(cls, lm: LoadedModel, preset: str | Preset | None = None) -> "Workbench":
         """Wrap an already loaded model (tests, notebooks)."""
         wb = cls(model=None, preset=None)
-        wb.lm = lm
+        wb.lm, wb.variants = lm, Variants(lm)
         wb.preset = load_preset(preset) if isinstance(preset, str) else preset
         return wb
 
@@ -71,7 +76,9 @@ class Workbench:
             trust_remote_code=self.trust_remote_code if trust_remote_code is None else trust_remote_code,
         )
         with self.lock:
-            self.lm = lm
+            self.lm, self.variants = lm, Variants(lm)
+            if self.preset is not None:
+                self.load_shipped_adapters()
         return lm.info.to_dict()
 
     def model_info(self) -> dict:
@@ -84,6 +91,8 @@ class Workbench:
         preset = load_preset(name)
         with self.lock:
             self.preset = preset
+            if self.lm is not None:
+                self.load_shipped_adapters()
         return preset.summary()
 
     def _preset(self, name: str | None = None) -> Preset:
@@ -164,21 +173,32 @@ class Workbench:
         ECOPlan is appended to `plan_out` when given)."""
         check_prompt(prompt, self.max_prompt_chars)
         config = (config or GenerationConfig()).validate()
-        if variant not in ("original", "eco"):
-            raise ValueError(f"Unknown variant {variant!r}; known: original, eco.")
-        lm = self._lm()
         with self.lock:
-            if variant == "eco":
-                eco = eco or ECOConfig(seed=config.seed)
-                plan = self._eco(preset, eco).plan(prompt, eco, chat=config.chat, manual=manual)
-                if plan_out is not None:
-                    plan_out.append(plan)
-                inputs = ({"inputs_embeds": plan.inputs_embeds, "attention_mask": plan.attention_mask}
-                          if plan.flagged else {"input_ids": plan.input_ids, "attention_mask": plan.attention_mask})
-            else:
-                inputs = generation.encode_prompt(lm.tokenizer, prompt, chat=config.chat, device=lm.device)
-            yield from generation.stream(lm.model, lm.tokenizer, config, stop_event=stop_event,
-                                         stats=stats, **inputs)
+            use_eco, adapter, lm = self._lm_variants().resolve(variant, self._preset_name(preset))
+            inputs = self._inputs(prompt, config, use_eco, eco, preset, manual, plan_out, lm)
+            with self.variants.use(adapter):
+                yield from generation.stream(lm.model, lm.tokenizer, config, stop_event=stop_event,
+                                             stats=stats, **inputs)
+
+    def _inputs(self, prompt: str, config: GenerationConfig, use_eco: bool, eco: ECOConfig | None,
+                preset: str | None, manual, plan_out, lm=None) -> dict:
+        """The model inputs for one prompt: token ids, or ECO's (maybe corrupted) embeddings."""
+        lm = lm or self._lm()
+        if not use_eco:
+            return generation.encode_prompt(lm.tokenizer, prompt, chat=config.chat, device=lm.device)
+        eco = eco or ECOConfig(seed=config.seed)
+        plan = self._eco(preset, eco).plan(prompt, eco, chat=config.chat, manual=manual)
+        if plan_out is not None:
+            plan_out.append(plan)
+        return ({"inputs_embeds": plan.inputs_embeds, "attention_mask": plan.attention_mask}
+                if plan.flagged else {"input_ids": plan.input_ids, "attention_mask": plan.attention_mask})
+
+    def _preset_name(self, preset: str | None = None) -> str | None:
+        return preset or (self.preset.name if self.preset else None)
+
+    def _lm_variants(self) -> Variants:
+        self._lm()
+        return self.variants
 
     def generate(self, prompt: str, config: GenerationConfig | None = None, variant: str = "original",
                  eco: ECOConfig | None = None, preset: str | None = None) -> dict:
@@ -206,27 +226,126 @@ class Workbench:
                     config: GenerationConfig | None = None, stop_event: threading.Event | None = None,
                     preset: str | None = None, plan_out: list | None = None,
                     stats_out: list | None = None, manual: list[int] | None = None) -> Iterator[list[str]]:
-        """Stream several variants of one prompt together; yields the list of texts so far."""
+        """Stream several variants of one prompt together, token by token in turn, each under its
+        own adapter state (one shared model); yields the list of texts so far."""
+        check_prompt(prompt, self.max_prompt_chars)
         config = (config or GenerationConfig()).validate()
         stats = [GenerationStats() for _ in variants]
         if stats_out is not None:
             stats_out.extend(stats)
+        inputs, scopes = [], []
         with self.lock:
-            streams = [self.stream(prompt, config, stop_event=stop_event, stats=st, variant=v, eco=e,
-                                   preset=preset, plan_out=plan_out, manual=manual)
-                       for (v, e), st in zip(variants, stats)]
-            texts, live = [""] * len(streams), list(range(len(streams)))
+            vs, lm = self._lm_variants(), self._lm()
+            for name, eco in variants:
+                use_eco, adapter, vlm = vs.resolve(name, self._preset_name(preset))
+                if vlm is not lm:
+                    raise ValueError(f"{name!r} is a separate full model; stream it on its own.")
+                inputs.append(self._inputs(prompt, config, use_eco, eco, preset, manual, plan_out))
+                scopes.append(lambda a=adapter: vs.use(a))
+        yield from generation.stream_interleaved(lm.model, lm.tokenizer, config, inputs, scopes, lock=self.lock,
+                                                 stop_event=stop_event, stats=stats)
+
+    def compare(self, prompt: str, variants=("original", "eco", "elm", "sku"), config: GenerationConfig | None = None,
+                eco: ECOConfig | None = None, preset: str | None = None,
+                stop_event: threading.Event | None = None) -> Iterator[dict]:
+        """Stream the variants side by side; the last record adds quick metrics and a diff per column.
+
+        Yields {"variants", "texts", "done": False} while decoding, then {"...", "done": True,
+        "metrics": [...], "diffs": [...]}. Variants with no adapter yet are reported, not streamed."""
+        available = set(self._lm_variants().names(self._preset_name(preset)))
+        run = [v for v in variants if v in available]
+        missing = [v for v in variants if v not in available]
+        eco = eco or ECOConfig(seed=(config.seed if config else 0))
+        plans, stats = [], []
+        texts = [""] * len(run)
+        for texts in self.stream_many(prompt, [(v, eco) for v in run], config, stop_event, preset, plans, stats):
+            yield {"variants": run, "missing": missing, "texts": texts, "done": False}
+        from .metrics import output_metrics, token_diff
+
+        gate = {"score": plans[0].score, "flagged": plans[0].flagged, "threshold": plans[0].threshold} if plans else None
+        with self.lock:
+            quick = output_metrics(self, prompt, texts, config or GenerationConfig(), self._preset(preset))
+        for name, row, st in zip(run, quick, stats):
+            row.update(variant=name, new_tokens=st.new_tokens, gate_score=gate["score"] if gate else None,
+                       gated=bool(gate and gate["flagged"] and name.startswith("eco")))
+        diffs = [token_diff(texts[0], t) for t in texts] if run else []
+        yield {"variants": run, "missing": missing, "texts": texts, "done": True, "metrics": quick,
+               "diffs": diffs, "gate": gate, "seconds": stats[0].seconds if stats else 0.0}
+
+    # ------------------------------------------------------------------ adapters: ELM and SKU
+    def load_shipped_adapters(self) -> list[str]:
+        """Load presets/<preset>/adapters/<method>/ made for this model; note why any is skipped."""
+        import json
+
+        p, vs, notes = self._preset(), self._lm_variants(), []
+        for method in WEIGHT_METHODS:
+            folder = p.root / SHIPPED_ADAPTERS / method
+            record_file = folder / "lethe_adapter.json"
+            if not record_file.is_file() or method in vs.current.get(p.name, {}):
+                continue
+            record = json.loads(record_file.read_text())
+            made_for = record.get("base_model", {}).get("name")
+            if made_for != self._lm().info.name:
+                notes.append(f"The shipped {method.upper()} adapter for {p.name} was trained on {made_for}, "
+                             f"not {self._lm().info.name}; train one for this model.")
+                continue
             try:
-                while live:
-                    for i in list(live):
-                        try:
-                            texts[i] = next(streams[i])
-                        except StopIteration:
-                            live.remove(i)
-                    yield list(texts)
-            finally:
-                for s in streams:
-                    s.close()
+                vs.load(folder, method, method, preset=p.name)
+            except AdapterError as e:
+                notes.append(str(e))
+        self.adapter_notes = notes
+        return notes
+
+    def adapters(self, preset: str | None = None) -> dict:
+        """The weight variants ready for the preset, their records, and the memory they add."""
+        vs = self._lm_variants()
+        return {"variants": vs.names(self._preset_name(preset)), "adapters": vs.describe(self._preset_name(preset)),
+                "adapter_bytes": vs.adapter_bytes(), "base_bytes": self._lm().info.memory_bytes,
+                "notes": list(self.adapter_notes)}
+
+    def load_adapter(self, source: str, key: str | None = None, method: str | None = None,
+                     preset: str | None = None) -> dict:
+        """Load a peft LoRA adapter (folder or Hub id) as a variant of the current preset."""
+        with self.lock:
+            a = self._lm_variants().load(source, key, method, preset=self._preset_name(preset))
+        return a.to_dict()
+
+    def set_negation(self, lam: float, preset: str | None = None) -> dict:
+        """SKU's lambda: the SKU adapter is applied with scale -lambda (0 = Original, 1 = the paper)."""
+        if not (lam == lam) or not 0 <= float(lam) <= 100:
+            raise ValueError(f"lambda must be between 0 and 100, got {lam}.")
+        with self.lock:
+            self._lm_variants().set_scale("sku", -float(lam), self._preset_name(preset))
+        return {"negation": float(lam)}
+
+    def train(self, method: str, settings: dict | None = None, preset: str | None = None,
+              on_step=None, stop_event: threading.Event | None = None, out_dir: str | None = None) -> dict:
+        """Train an ELM or SKU adapter on the preset; it becomes the preset's `method` variant at
+        once (and is saved to `out_dir` when given). Stop discards it and keeps the old one."""
+        from .methods import Trainer, get_method, make_config
+        from .runs import versions
+
+        cls, _ = get_method(method)
+        config = make_config(method, settings)
+        p, vs, lm = self._preset(preset), self._lm_variants(), self._lm()
+        name = vs.new_name(cls.name)
+        trainer = Trainer(lm, vs, cls(p), config, name, lock=self.lock)
+        start = time.perf_counter()
+        history = trainer.run(on_step=on_step, stop_event=stop_event)
+        record = {
+            "method": cls.name, "preset": p.name, "preset_data_sha256": p.data_hash(),
+            "base_model": {"name": lm.info.name, "parameters": lm.info.parameters, "dtype": lm.info.dtype},
+            "settings": config.to_dict(), "negation": getattr(config, "negation", None),
+            "seconds": round(time.perf_counter() - start, 1), "final": history[-1] if history else {},
+            "history": history, "versions": versions(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        scale = -config.negation if cls.name == "sku" else 1.0
+        with self.lock:
+            vs.register(cls.name, name, cls.name, record, out_dir, scale, preset=p.name)
+            if out_dir:
+                vs.save(name, out_dir, record)
+        return {k: v for k, v in record.items() if k != "history"} | {"steps_run": len(history), "path": out_dir}
 
     # ------------------------------------------------------------------ evaluation and capsules
     def evaluate(self, variants=("original", "eco"), metrics=None, split: str = "test",

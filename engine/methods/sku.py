@@ -1,0 +1,135 @@
+"""SKU, Selective Knowledge negation Unlearning (arXiv 2402.10058): the stage-1 losses.
+
+Stage 1 deliberately learns the unwanted knowledge into a LoRA adapter, per micro-iteration
+(a batch of forget question/answer pairs and a batch of normal ones), in the reference's
+"### Question: ...\\n ### Answer: ..." format:
+  guided_distortion        NLL of the forget answers given their questions (answer tokens only,
+                           each example averaged over its answer tokens), x bad_weight;
+  random_disassociation    NLL of each forget question paired with k answers drawn from the
+                           OTHER forget answers, x random_weight; "faithful" scores from token 2
+                           on, like the reference's start index, "fixed" scores the answer only;
+  preservation_divergence  -KL(p_base || p_adapter) on normal pairs (padding masked), pushing
+                           the harmful adapter AWAY from the base model on normal text so its
+                           negation leaves normal behaviour alone, x normal_weight. The term is
+                           unbounded below, so it is floored at -pd_floor (0 = no floor).
+Stage 2 (negation) is no training at all: variants.py applies this adapter with scale -lambda
+(`negation`), which equals theta_0 - lambda (theta_ft - theta_0) on the adapted weights.
+Deviations: k defaults to 2 (reference 5) and steps to 80 (reference 1000) for CPU time; the
+PD floor and gradient clipping are additions; data come from the preset's prompts and answers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from .base import Method, TrainConfig, Trainer
+
+TEMPLATE = "### Question: {question}\n ### Answer: "
+
+
+@dataclass
+class SKUConfig(TrainConfig):
+    steps: int = field(default=80, metadata={"help": "Optimiser steps.", "min": 1, "max": 5000})
+    lr: float = field(default=2e-4, metadata={"help": "AdamW learning rate (reference example: 2e-4).", "min": 1e-7, "max": 1e-1})
+    batch_size: int = field(default=2, metadata={"help": "Forget and normal pairs per step.", "min": 1, "max": 64})
+    linear_decay: bool = field(default=True, metadata={"help": "Decay the learning rate linearly to 0."})
+    rank: int = field(default=16, metadata={"help": "LoRA rank r.", "min": 1, "max": 512})
+    alpha: float = field(default=8.0, metadata={"help": "LoRA alpha (scale = alpha / r).", "min": 0.1, "max": 1024.0})
+    targets: tuple[str, ...] = field(default=("q_proj", "v_proj"), metadata={"help": "Module names that get a LoRA."})
+    bad_weight: float = field(default=2.5, metadata={"help": "Weight of guided distortion.", "min": 0.0, "max": 100.0})
+    random_weight: float = field(default=2.5, metadata={"help": "Weight of random disassociation.", "min": 0.0, "max": 100.0})
+    normal_weight: float = field(default=1.0, metadata={"help": "Weight of preservation divergence.", "min": 0.0, "max": 100.0})
+    k_random: int = field(default=2, metadata={"help": "Random forget answers per question (reference: 5).", "min": 1, "max": 32})
+    random_mode: str = field(default="faithful", metadata={"help": "faithful: score from token 2 on; fixed: the answer only."})
+    pd_floor: float = field(default=5.0, metadata={"help": "Floor of -KL (0 = none).", "min": 0.0, "max": 1e6})
+    negation: float = field(default=1.0, metadata={"help": "lambda: the adapter is applied with scale -lambda.", "min": 0.0, "max": 100.0})
+
+    def validate(self) -> "SKUConfig":
+        super().validate()
+        if self.random_mode not in ("faithful", "fixed"):
+            raise ValueError(f"Unknown random_mode {self.random_mode!r}; known: faithful, fixed.")
+        return self
+
+
+def answer_nll(logits: torch.Tensor, ids: torch.Tensor, starts: list[int], lengths: list[int]) -> torch.Tensor:
+    """Mean over examples of the mean NLL of tokens [start, length) of each row (right padded).
+
+    logits (B, T, V) from ids (B, T); token j is predicted by row j-1."""
+    logp = F.log_softmax(logits.float(), dim=-1)
+    losses = []
+    for b, (s, n) in enumerate(zip(starts, lengths)):
+        s = max(s, 1)
+        target = ids[b, s:n].to(logp.device)
+        losses.append(-logp[b, s - 1:n - 1].gather(-1, target[:, None]).mean())
+    return torch.stack(losses).mean()
+
+
+def masked_kl(base_logits: torch.Tensor, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over unmasked positions of KL(p_base || p) (B, T, V) -> scalar."""
+    lp, lq = F.log_softmax(base_logits.float(), -1), F.log_softmax(logits.float(), -1)
+    kl = (lp.exp() * (lp - lq)).sum(-1)  # (B, T)
+    m = mask.to(kl.device, kl.dtype)
+    return (kl * m).sum() / m.sum().clamp_min(1)
+
+
+class SKU(Method):
+    name = "sku"
+
+    def __init__(self, preset):
+        self.preset = preset
+
+    def prepare(self, t: Trainer) -> None:
+        self.forget = [(r.prompt, r.answer) for r in self.preset.prompts("forget", "train") if r.answer]
+        self.normal = [(r.prompt, r.answer) for r in self.preset.prompts("retain", "train") if r.answer]
+        if len(self.forget) < 2 or not self.normal:
+            raise ValueError(f"The preset {self.preset.name!r} needs forget and retain prompts with answers for SKU.")
+        self.normal_order = list(range(len(self.normal)))
+        t.rng.shuffle(self.normal_order)
+
+    def batch(self, t: Trainer, pairs: list[tuple[str, str]], start_at_answer: bool = True):
+        """Right-padded ids (B, T), attention mask, per-row start and length."""
+        rows, starts = [], []
+        for q, a in pairs:
+            prefix = t.tokenizer(TEMPLATE.format(question=q), add_special_tokens=True)["input_ids"]
+            answer = t.tokenizer(a, add_special_tokens=False)["input_ids"]
+            row = (prefix + answer)[: t.config.max_length]
+            rows.append(row)
+            starts.append(min(len(prefix), len(row) - 1) if start_at_answer else 2)
+        width = max(len(r) for r in rows)
+        pad = t.tokenizer.pad_token_id if t.tokenizer.pad_token_id is not None else 0
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)], mask[i, : len(r)] = torch.tensor(r), 1
+        return ids, mask, starts, [len(r) for r in rows]
+
+    def terms(self, t: Trainer, i: int):
+        c: SKUConfig = t.config
+        b = c.batch_size
+        forget = [self.forget[(i * b + j) % len(self.forget)] for j in range(b)]  # in order, as the reference
+        normal = [self.normal[self.normal_order[(i * b + j) % len(self.normal)]] for j in range(b)]
+        if c.bad_weight > 0:
+            ids, mask, starts, lengths = self.batch(t, forget)
+            yield "guided_distortion", c.bad_weight * answer_nll(t.logits(ids, mask), ids, starts, lengths)
+        if c.random_weight > 0:
+            answers = [a for _, a in self.forget]
+            drawn = t.rng.sample(range(len(answers)), min(c.k_random + b, len(answers)))
+            pairs = []
+            for q, a in forget:
+                others = [answers[k] for k in drawn if answers[k] != a][: c.k_random]
+                pairs += [(q, other) for other in others]
+            ids, mask, starts, lengths = self.batch(t, pairs, start_at_answer=c.random_mode == "fixed")
+            yield "random_disassociation", c.random_weight * answer_nll(t.logits(ids, mask), ids, starts, lengths)
+        if c.normal_weight > 0:
+            ids, mask, _, _ = self.batch(t, normal)
+            with t.base():
+                base = t.logits(ids, mask)
+            pd = -masked_kl(base, t.logits(ids, mask), mask)
+            if c.pd_floor > 0:
+                pd = pd.clamp_min(-c.pd_floor)
+            yield "preservation_divergence", c.normal_weight * pd
+
+
+__all__ = ["SKU", "SKUConfig", "TEMPLATE", "answer_nll", "masked_kl"]
