@@ -6,10 +6,12 @@ from pathlib import Path
 import gradio as gr
 
 from . import texts
+from .tabs import compare as compare_tab
 from .tabs import evaluate as evaluate_tab
 from .tabs import model as model_tab
 from .tabs import optimize as optimize_tab
 from .tabs import playground as playground_tab
+from .tabs import train as train_tab
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 CSS_PATH = STATIC / "workbench.css"
@@ -21,11 +23,15 @@ def build_app(workbench, settings: dict | None = None) -> gr.Blocks:
         gr.Markdown(f"# {texts.TITLE}\n{texts.TAGLINE}", elem_id="lethe-header")
         with gr.Tabs():
             play = playground_tab.build(workbench, settings)
+            cmp = compare_tab.build(workbench, settings)
             opt = optimize_tab.build(workbench, settings)
+            train = train_tab.build(workbench, settings)
             ev = evaluate_tab.build(workbench, settings)
             model = model_tab.build(workbench, settings)
         playground_tab.wire(play, workbench, settings)
+        compare_tab.wire(cmp, workbench, settings, playground=play)
         optimize_tab.wire(opt, workbench, settings, playground=play)
+        train_tab.wire(train, workbench, settings)
         evaluate_tab.wire(ev, workbench, settings, playground=play)
         model_tab.wire(model, workbench, settings)
     # model-bound events share concurrency_id="model": one at a time on the shared model

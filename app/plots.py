@@ -68,3 +68,16 @@ def forget_retain_scatter(rows: list[dict], forget: str = "forget_probe_accuracy
                       yaxis_range=[-0.05, 1.05], **LAYOUT)
     fig.update_yaxes(autorange="reversed")
     return fig
+
+
+def loss_figure(records: list[dict], terms: list[str]) -> go.Figure:
+    """One line per loss term (and the total) against the optimiser step."""
+    fig = go.Figure()
+    steps = [r["step"] for r in records]
+    for term in ["loss", *terms]:
+        if records and term in records[0]:
+            fig.add_trace(go.Scatter(x=steps, y=[r.get(term) for r in records], mode="lines",
+                                     name="total" if term == "loss" else term.replace("_", " "),
+                                     line=dict(width=3 if term == "loss" else 1.5)))
+    fig.update_layout(title="Training losses (weighted)", xaxis_title="step", yaxis_title="loss", **LAYOUT)
+    return fig

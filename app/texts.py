@@ -89,3 +89,36 @@ EXPORT_CAPSULE = "Run capsule (JSON)"
 IMPORT_CAPSULE = "Replay a capsule"
 REPLAY_RESULT = "Capsule / replay"
 EXPORT_RUN = "Show the run capsule"
+
+TRAIN_TAB = "Train"
+TRAIN_HELP = (
+    "Train an **ELM** or **SKU** LoRA adapter on the current preset, on the loaded model. The new "
+    "adapter becomes the preset's ELM or SKU variant as soon as training ends (Compare, Evaluate); "
+    "Stop discards it and keeps the previous one. SKU learns the forget data on purpose and is then "
+    "applied negated (scale −λ)."
+)
+METHOD = "Method"
+STEPS = "Steps"
+LEARNING_RATE = "Learning rate"
+LORA_RANK = "LoRA rank"
+ELM_SETTINGS = "ELM settings (η, loss scales, consistency data)"
+SKU_SETTINGS = "SKU settings (loss weights, λ)"
+TRAIN = "Train"
+SAVE_ADAPTER = "Also save the adapter under runs/adapters/"
+TRAINED = "Trained **{method}** on {preset}: {steps} steps in {seconds:.0f} s. It is now the {method} variant.{saved}"
+TRAIN_STATUS = "Step {step}/{steps} · {seconds:.0f} s · loss {loss:.4f}"
+ADAPTERS_READY = "Variants ready for this preset: {names}"
+
+COMPARE_TAB = "Compare"
+COMPARE_HELP = (
+    "One prompt, four answers streamed together from one shared model: Original, ECO (with the "
+    "Playground's corruption settings), ELM and SKU (the preset's adapters). Under each: the gate "
+    "score, the answer's perplexity under the base model, its unique-token ratio and the forget "
+    "keywords it names, then a word diff against Original."
+)
+COMPARE = "Compare"
+NEGATION = "SKU λ (scale −λ; 0 = Original, 1 = the paper)"
+COLUMN_TITLES = {"original": "Original", "eco": "ECO", "elm": "ELM", "sku": "SKU"}
+NO_ADAPTER = "No {name} adapter for this preset and model yet: train one in the Train tab."
+QUICK_METRICS = "perplexity {ppl} · unique tokens {utr} · keywords: {kw}"
+GATE_SCORE = "gate p(forget) = {score:.3f}{gated}"

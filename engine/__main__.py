@@ -16,6 +16,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the Hub (off by default)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--adapter", action="append", default=[], metavar="VARIANT=DIR",
+                   help="load a LoRA adapter folder as a variant, e.g. elm=path/to/adapter (repeatable)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     gen.add_argument("--no-chat", action="store_true", help="continue the raw text, no chat template")
-    gen.add_argument("--variant", default="original", choices=["original", "eco"])
+    gen.add_argument("--variant", default="original",
+                     help="original, eco, elm, sku, eco+elm or eco+sku (elm/sku need the preset's adapter)")
+    gen.add_argument("--negation", type=float, default=None, help="SKU's lambda (default: the adapter's own)")
     gen.add_argument("--preset", default="harry_potter")
     _add_eco_args(gen)
     _add_model_args(gen)
@@ -84,6 +88,19 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("capsule")
     _add_model_args(rp)
 
+    tr = sub.add_parser("train", help="train an ELM or SKU adapter on a preset (deterministic from --seed)")
+    tr.add_argument("--method", required=True, help="elm or sku")
+    tr.add_argument("--preset", default="harry_potter")
+    tr.add_argument("--steps", type=int, default=None)
+    tr.add_argument("--lr", type=float, default=None)
+    tr.add_argument("--rank", type=int, default=None)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="any other method setting, e.g. --set eta=100 (repeatable)")
+    tr.add_argument("--out", default=None, help="adapter folder (default: presets/<preset>/adapters/<method>)")
+    tr.add_argument("--progress", action="store_true", help="print one JSON line per step on stderr")
+    _add_model_args(tr)
+
     presets = sub.add_parser("presets", help="list the presets and their sizes")
     presets.add_argument("--json", action="store_true")
     return parser
@@ -116,6 +133,11 @@ def _workbench(args, preset=None):
     wb = Workbench(model=None, preset=preset, device=args.device, dtype=args.dtype,
                    trust_remote_code=args.trust_remote_code)
     wb.load_model(args.model)
+    for spec in getattr(args, "adapter", []):
+        key, _, folder = spec.partition("=")
+        if not folder:
+            raise ValueError(f"--adapter takes VARIANT=DIR, got {spec!r}.")
+        wb.load_adapter(folder, key=key.strip())
     return wb
 
 
@@ -140,10 +162,12 @@ def cmd_generate(args) -> dict:
     from .workbench import check_prompt
 
     check_prompt(args.prompt)
-    eco = _eco_config(args) if args.variant == "eco" else None
-    wb = _workbench(args, preset=args.preset if args.variant == "eco" else None)
+    eco = _eco_config(args) if args.variant.startswith("eco") else None
+    wb = _workbench(args, preset=args.preset if args.variant != "original" else None)
     if eco is not None:
         eco.validate(wb.lm.model.config.hidden_size)
+    if args.negation is not None:
+        wb.set_negation(args.negation)
     return wb.generate(args.prompt, config, variant=args.variant, eco=eco)
 
 
@@ -209,7 +233,10 @@ def cmd_evaluate(args) -> dict:
 
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
-    check_names(variants, metrics or [])
+    from .evaluation import VARIANTS
+
+    extra = [spec.partition("=")[0].strip() for spec in args.adapter]
+    check_names(variants, metrics or [], known=(*VARIANTS, *extra, *(f"eco+{k}" for k in extra)))
     if args.probes and not Path(args.probes).is_file():
         raise ValueError(f"No such probes file: {args.probes}.")
     wb = _workbench(args, preset=args.preset)
@@ -228,6 +255,37 @@ def cmd_replay(args) -> dict:
     return wb.replay(cap)
 
 
+def _setting(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise ValueError(f"--set takes NAME=VALUE, got {text!r}.")
+    name, value = (x.strip() for x in text.split("=", 1))
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
+
+
+def cmd_train(args) -> dict:
+    from .methods import get_method, make_config
+    from .presets import load_preset
+
+    get_method(args.method)
+    settings = dict(_setting(x) for x in args.set)
+    for key in ("steps", "lr", "rank"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    settings["seed"] = args.seed
+    make_config(args.method, settings)  # fail on a bad setting before loading anything
+    preset = load_preset(args.preset)
+    out = args.out or str(preset.root / "adapters" / args.method.lower())
+    wb = _workbench(args, preset=args.preset)
+
+    def progress(rec):
+        print(json.dumps(rec), file=sys.stderr, flush=True)
+
+    return wb.train(args.method, settings, on_step=progress if args.progress else None, out_dir=out)
+
+
 def cmd_presets(args) -> dict:
     from .presets import list_presets, load_preset
 
@@ -236,7 +294,7 @@ def cmd_presets(args) -> dict:
 
 COMMANDS = {"generate": cmd_generate, "classify": cmd_classify, "select": cmd_select,
             "optimize": cmd_optimize, "sweep": cmd_sweep, "evaluate": cmd_evaluate, "replay": cmd_replay,
-            "presets": cmd_presets}
+            "presets": cmd_presets, "train": cmd_train}
 
 
 def _quiet() -> None:

@@ -7,6 +7,7 @@ generates text. The runner (evaluation.py) loops over variants x metrics.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -30,6 +31,9 @@ class EvalContext:
     batch_size: int = 32
     probes: dict[str, list[Probe]] | None = None  # optional external probes per side
     cache: dict = field(default_factory=dict)  # shared by the metrics of one variant
+    weights: bool = False  # the variant changes weights (an adapter or a full unlearned model)
+    base: Callable = contextlib.nullcontext  # a scope running the base model (reference terms)
+    base_lm: LoadedModel | None = None  # the base model when the variant is a separate full model
 
     @property
     def engine(self) -> ECO:
@@ -146,8 +150,8 @@ def _maybe_eco_logprobs(ctx: EvalContext, prefixes: list[str], conts: list[str])
 
 
 @torch.inference_mode()
-def _last_logprobs(ctx: EvalContext, prompt: str, eco: ECOConfig | None) -> torch.Tensor:
-    lm = ctx.lm
+def _last_logprobs(ctx: EvalContext, prompt: str, eco: ECOConfig | None, lm: LoadedModel | None = None) -> torch.Tensor:
+    lm = lm or ctx.lm
     if eco is None:
         ids = lm.tokenizer(format_chat(lm.tokenizer, prompt), return_tensors="pt", add_special_tokens=False)
         logits = lm.model(input_ids=ids["input_ids"].to(lm.device)).logits
@@ -166,8 +170,9 @@ def retain_kl(ctx: EvalContext) -> MetricValue:
     prompts = ctx.preset.prompts("retain", ctx.split)
     rows = []
     for r in prompts:
-        p = _last_logprobs(ctx, r.prompt, None)
-        q = p if ctx.eco is None else _last_logprobs(ctx, r.prompt, ctx.eco)
+        with ctx.base():
+            p = _last_logprobs(ctx, r.prompt, None, ctx.base_lm)
+        q = p if ctx.eco is None and not ctx.weights else _last_logprobs(ctx, r.prompt, ctx.eco)
         rows.append({"id": r.id, "kl": float((p.exp() * (p - q)).sum())})
     return MetricValue(sum(x["kl"] for x in rows) / max(len(rows), 1), len(rows), rows)
 
@@ -269,7 +274,8 @@ def output_metrics(wb, prompt: str, texts: list[str], config, preset: Preset) ->
     lm = wb._lm()
     with wb.variants.use(None):
         ppl = output_perplexity(lm, [prompt] * len(texts), texts, chat=config.chat)
-    return [{"perplexity": p, "unique_token_ratio": unique_token_ratio(lm.tokenizer, t),
+    clean = lambda x: None if x != x else x  # noqa: E731 - NaN (empty output) becomes null in JSON
+    return [{"perplexity": clean(p), "unique_token_ratio": clean(unique_token_ratio(lm.tokenizer, t)),
              "keywords": keyword_mentions(t, preset.forget_keywords)} for p, t in zip(ppl, texts)]
 
 

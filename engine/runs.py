@@ -22,9 +22,11 @@ LIBRARIES = ("torch", "transformers", "peft", "spacy", "gradio", "pandas", "scip
 
 
 def weights_hash(model) -> str:
-    """sha256 over every parameter's name and bytes (float32 view), in name order."""
+    """sha256 over every base parameter's name and bytes (float32 view), in name order; LoRA
+    adapters are left out, so the hash names the base weights whatever adapters are loaded."""
     h = hashlib.sha256()
-    for name, p in sorted(model.state_dict().items()):
+    base = {k.replace(".base_layer", ""): v for k, v in model.state_dict().items() if "lora_" not in k}
+    for name, p in sorted(base.items()):
         h.update(name.encode())
         h.update(p.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     return h.hexdigest()

@@ -105,12 +105,18 @@ class Variants:
         self._state = (active, scale, train)
 
     @contextlib.contextmanager
-    def use(self, adapter: str | None, train: bool = False):
-        """Run the block with `adapter` active (None = base weights); restore the previous state."""
+    def use(self, adapter: str | None, train: bool = False, negation: float | None = None):
+        """Run the block with `adapter` active (None = base weights); restore the previous state.
+
+        `negation` overrides an SKU adapter's lambda for this block only (scale -negation)."""
         if adapter is not None and adapter not in self.adapters:
             raise ValueError(f"No adapter named {adapter!r}; loaded: {', '.join(self.adapters) or 'none'}.")
         previous = self._state
         scale = self.adapters[adapter].scale if adapter is not None else 1.0
+        if negation is not None and adapter is not None and self.adapters[adapter].method == "sku":
+            if not (negation == negation) or not 0 <= negation <= 100:
+                raise ValueError(f"lambda must be between 0 and 100, got {negation}.")
+            scale = -float(negation)
         if train:
             scale = 1.0  # training always learns the positive delta
         self._apply(adapter, scale, train)
@@ -178,6 +184,16 @@ class Variants:
         if name is None:
             raise ValueError(f"{key!r} is not an adapter variant.")
         self.adapters[name].scale = float(scale)
+
+    def adapter_hash(self, name: str) -> str:
+        """sha256 over the adapter's tensors (name order, float32 bytes)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for k, v in sorted(self.lm.model.get_adapter_state_dict(adapter_name=name).items()):
+            h.update(k.encode())
+            h.update(v.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        return h.hexdigest()
 
     def adapter_bytes(self) -> int:
         return sum(p.numel() * p.element_size() for n, p in self.lm.model.named_parameters() if "lora_" in n)

@@ -166,7 +166,8 @@ class Workbench:
     def stream(self, prompt: str, config: GenerationConfig | None = None,
                stop_event: threading.Event | None = None, stats: GenerationStats | None = None,
                variant: str = "original", eco: ECOConfig | None = None, preset: str | None = None,
-               manual: list[int] | None = None, plan_out: list | None = None) -> Iterator[str]:
+               manual: list[int] | None = None, plan_out: list | None = None,
+               negation: float | None = None) -> Iterator[str]:
         """Yield a variant's answer so far, growing, until it is complete.
 
         variant "original" is the base model; "eco" corrupts the prompt when the gate fires (the
@@ -176,7 +177,7 @@ class Workbench:
         with self.lock:
             use_eco, adapter, lm = self._lm_variants().resolve(variant, self._preset_name(preset))
             inputs = self._inputs(prompt, config, use_eco, eco, preset, manual, plan_out, lm)
-            with self.variants.use(adapter):
+            with self.variants.use(adapter, negation=negation):
                 yield from generation.stream(lm.model, lm.tokenizer, config, stop_event=stop_event,
                                              stats=stats, **inputs)
 
@@ -201,13 +202,13 @@ class Workbench:
         return self.variants
 
     def generate(self, prompt: str, config: GenerationConfig | None = None, variant: str = "original",
-                 eco: ECOConfig | None = None, preset: str | None = None) -> dict:
+                 eco: ECOConfig | None = None, preset: str | None = None, negation: float | None = None) -> dict:
         """The whole answer with timing: {text, model, seconds, new_tokens, tokens_per_second}
         (plus the gate score and decision for variant "eco")."""
         stats, plans = GenerationStats(), []
         start = time.perf_counter()
         for _ in self.stream(prompt, config, stats=stats, variant=variant, eco=eco, preset=preset,
-                             plan_out=plans):
+                             plan_out=plans, negation=negation):
             pass
         out = {
             "text": stats.text,
@@ -225,7 +226,8 @@ class Workbench:
     def stream_many(self, prompt: str, variants: list[tuple[str, ECOConfig | None]],
                     config: GenerationConfig | None = None, stop_event: threading.Event | None = None,
                     preset: str | None = None, plan_out: list | None = None,
-                    stats_out: list | None = None, manual: list[int] | None = None) -> Iterator[list[str]]:
+                    stats_out: list | None = None, manual: list[int] | None = None,
+                    negation: float | None = None) -> Iterator[list[str]]:
         """Stream several variants of one prompt together, token by token in turn, each under its
         own adapter state (one shared model); yields the list of texts so far."""
         check_prompt(prompt, self.max_prompt_chars)
@@ -241,13 +243,13 @@ class Workbench:
                 if vlm is not lm:
                     raise ValueError(f"{name!r} is a separate full model; stream it on its own.")
                 inputs.append(self._inputs(prompt, config, use_eco, eco, preset, manual, plan_out))
-                scopes.append(lambda a=adapter: vs.use(a))
+                scopes.append(lambda a=adapter: vs.use(a, negation=negation))
         yield from generation.stream_interleaved(lm.model, lm.tokenizer, config, inputs, scopes, lock=self.lock,
                                                  stop_event=stop_event, stats=stats)
 
     def compare(self, prompt: str, variants=("original", "eco", "elm", "sku"), config: GenerationConfig | None = None,
                 eco: ECOConfig | None = None, preset: str | None = None,
-                stop_event: threading.Event | None = None) -> Iterator[dict]:
+                stop_event: threading.Event | None = None, negation: float | None = None) -> Iterator[dict]:
         """Stream the variants side by side; the last record adds quick metrics and a diff per column.
 
         Yields {"variants", "texts", "done": False} while decoding, then {"...", "done": True,
@@ -258,7 +260,8 @@ class Workbench:
         eco = eco or ECOConfig(seed=(config.seed if config else 0))
         plans, stats = [], []
         texts = [""] * len(run)
-        for texts in self.stream_many(prompt, [(v, eco) for v in run], config, stop_event, preset, plans, stats):
+        for texts in self.stream_many(prompt, [(v, eco) for v in run], config, stop_event, preset, plans, stats,
+                                      negation=negation):
             yield {"variants": run, "missing": missing, "texts": texts, "done": False}
         from .metrics import output_metrics, token_diff
 
@@ -364,20 +367,33 @@ class Workbench:
 
             rows = read_jsonl(Path(probes_file), "probe", label=str(probes_file))
             probes = {"forget": rows, "retain": p.probes("retain", split)}
-        needs_gate = "eco" in variants and (eco or ECOConfig()).gate == "classifier"
+        needs_gate = any(str(v).startswith("eco") for v in variants) and (eco or ECOConfig()).gate == "classifier"
         clf = self.classifier(p.name) if needs_gate else None
         with self.lock:
             result = evaluate(self._lm(), p, variants, metrics, split, eco, clf, batch_size, probes,
-                              on_progress, stop_event)
+                              on_progress, stop_event, switch=self._lm_variants())
         result.settings["preset"] = p.name
         result.settings["probes_file"] = probes_file
+        result.settings["adapters"] = self._adapter_settings(variants, p.name)
         return result
+
+    def _adapter_settings(self, variants, preset: str) -> dict:
+        """Every ELM/SKU setting behind the evaluated weight variants (for the run capsule)."""
+        vs, out = self._lm_variants(), {}
+        for v in variants:
+            key = str(v).split("+")[-1]
+            if key in vs.current.get(preset, {}):
+                a = vs.adapters[vs.current[preset][key]]
+                out[key] = {"scale": a.scale, "path": a.path, "weights_sha256": vs.adapter_hash(a.name),
+                            **{k: a.record.get(k) for k in ("method", "settings", "negation", "created", "preset")}}
+        return out
 
     def capsule(self, result, preset: str | None = None) -> dict:
         from .runs import make_capsule
 
         p = self._preset(result.settings.get("preset") or preset)
-        clf = self.classifiers.get(p.name) if "eco" in result.settings["variants"] else None
+        clf = (self.classifiers.get(p.name) if any(str(v).startswith("eco") for v in result.settings["variants"])
+               else None)
         return make_capsule(self._lm(), p, result, clf)
 
     def replay(self, capsule: dict) -> dict:
@@ -394,6 +410,12 @@ class Workbench:
         p = self._preset(s.get("preset") or capsule["preset"]["name"])
         if p.data_hash() != capsule["preset"]["data_sha256"]:
             warnings.append(f"The preset {p.name!r} data differ from the capsule's.")
+        for key, want in (s.get("adapters") or {}).items():
+            have = self._adapter_settings([key], p.name).get(key)
+            if have is None:
+                warnings.append(f"The capsule used a {key.upper()} adapter that is not loaded here.")
+            elif have["weights_sha256"] != want.get("weights_sha256") or have["scale"] != want.get("scale"):
+                warnings.append(f"The loaded {key.upper()} adapter differs from the capsule's.")
         result = self.evaluate(s["variants"], s["metrics"], s["split"], ECOConfig.from_dict(s["eco"]), p.name,
                                s.get("probes_file"), s.get("batch_size", 32))
         rows = compare_rows(capsule["rows"], result.rows())

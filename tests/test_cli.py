@@ -89,3 +89,43 @@ def test_bad_strength_list_fails_before_loading_anything():
 def test_classify_missing_file_fails_with_one_line():
     res = cli("classify", "--file", "/nonexistent/prompts.txt")
     assert res.returncode == 2 and "No such file" in res.stderr
+
+
+def test_train_writes_an_adapter_that_generate_and_evaluate_use(tiny_model_dir, tmp_path):
+    out = tmp_path / "sku"
+    env_cache = {"LETHE_CACHE_DIR": str(tmp_path / "cache")}
+    os.environ.update(env_cache)
+    try:
+        res = cli("train", "--method", "sku", "--preset", "harry_potter", "--model", str(tiny_model_dir),
+                  "--steps", "2", "--set", "max_length=32", "--out", str(out), "--json")
+        assert res.returncode == 0, res.stderr
+        rec = json.loads(res.stdout)
+        assert rec["method"] == "sku" and rec["steps_run"] == 2 and (out / "adapter_model.safetensors").is_file()
+        res = cli("generate", "--prompt", "Who is Harry Potter?", "--model", str(tiny_model_dir), "--variant", "sku",
+                  "--adapter", f"sku={out}", "--negation", "2", "--max-new-tokens", "4", "--json")
+        assert res.returncode == 0, res.stderr
+        assert json.loads(res.stdout)["variant"] == "sku"
+        res = cli("evaluate", "--preset", "harry_potter", "--model", str(tiny_model_dir), "--variants", "original,sku",
+                  "--metrics", "forget_probe_accuracy,retain_kl", "--adapter", f"sku={out}",
+                  "--capsule", str(tmp_path / "run.json"), "--json")
+        assert res.returncode == 0, res.stderr
+        rows = json.loads(res.stdout)["rows"]
+        assert {r["variant"] for r in rows} == {"original", "sku"}
+        kl = {r["variant"]: r["value"] for r in rows if r["metric"] == "retain_kl"}
+        assert kl["original"] == 0 and kl["sku"] > 0
+        capsule = json.loads((tmp_path / "run.json").read_text())
+        assert capsule["settings"]["adapters"]["sku"]["settings"]["steps"] == 2
+    finally:
+        os.environ.pop("LETHE_CACHE_DIR")
+
+
+def test_train_rejects_bad_settings_in_one_line():
+    res = cli("train", "--method", "elm", "--set", "eta=-5")
+    assert res.returncode != 0 and res.stderr.count("\n") == 1 and "eta must be between" in res.stderr
+    res = cli("train", "--method", "rmu")
+    assert res.returncode != 0 and "known: elm, sku" in res.stderr
+
+
+def test_generate_with_a_missing_adapter_variant_says_how_to_get_one(tiny_model_dir):
+    res = cli("generate", "--prompt", "Hello", "--model", str(tiny_model_dir), "--variant", "elm", "--json")
+    assert res.returncode != 0 and "train one" in res.stderr and res.stderr.count("\n") == 1
