@@ -6,7 +6,7 @@ PIP    := $(BIN)/python -m pip
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup run test bench clean-venv
+.PHONY: setup run test bench space clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ test: $(VENV)/.dev-installed
 
 bench: $(VENV)/.dev-installed
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/run_all.py
+
+space:  ## a Hugging Face Space folder in dist/space (front matter + the committed tree)
+	rm -rf dist/space && mkdir -p dist/space
+	git archive HEAD | tar -x -C dist/space
+	cat space/front-matter.md README.md > dist/space/README.md
+	@echo "dist/space is ready: push it to a Space repository (see README, 'Hugging Face Spaces')."
 
 clean-venv:
 	rm -rf $(VENV)

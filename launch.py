@@ -29,7 +29,30 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     p.add_argument("--offline", action="store_true", help="never contact the Hugging Face Hub")
     p.add_argument("--trust-remote-code", action="store_true", help="run model code from the Hub (off by default)")
+    p.add_argument("--auth", default=None, metavar="USER:PASS", help="require a login (repeat users with commas)")
+    p.add_argument("--space", action="store_true",
+                   help="Hugging Face Spaces mode: bind 0.0.0.0:7860 with caps (also on when SPACE_ID is set)")
     return p.parse_args(argv)
+
+
+SPACE_SETTINGS = {  # caps for a shared public host; a lab box runs without them
+    "max_prompt_chars": 2000, "max_new_tokens_cap": 256, "max_zo_steps": 20, "max_train_steps": 100,
+    "model_allowlist": ["default", "HuggingFaceTB/SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-360M-Instruct"],
+    "allow_save": False, "queue_size": 32,
+}
+
+
+def parse_auth(text: str | None) -> list[tuple[str, str]] | None:
+    """"user:pass[,user2:pass2]" -> [(user, pass), ...]; a malformed pair is an error."""
+    if not text:
+        return None
+    pairs = []
+    for item in text.split(","):
+        user, sep, password = item.strip().partition(":")
+        if not sep or not user or not password:
+            raise ValueError("--auth takes USER:PASS (several separated by commas), e.g. --auth alice:s3cret.")
+        pairs.append((user, password))
+    return pairs
 
 
 def check_environment() -> list[str]:
@@ -68,6 +91,13 @@ def main(argv=None) -> int:
         return 1
     if args.offline:
         os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        auth = parse_auth(args.auth)
+    except ValueError as exc:
+        print(f"lethe: {exc}", file=sys.stderr)
+        return 2
+    space = args.space or bool(os.environ.get("SPACE_ID"))
+    host, port = ("0.0.0.0", 7860) if space else (args.host, args.port)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     start = time.perf_counter()
     from app.main import build_app, launch_kwargs
@@ -79,13 +109,15 @@ def main(argv=None) -> int:
     except Exception as exc:
         print(f"lethe: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
         return 1
-    settings = {"model": args.model}
+    settings = {"model": args.model, **(SPACE_SETTINGS if space else {})}
+    workbench.max_prompt_chars = settings.get("max_prompt_chars", workbench.max_prompt_chars)
     demo = build_app(workbench, settings)
     warm_classifier(workbench)
     print(f"lethe: model {workbench.model_info()['name']} ready in {time.perf_counter() - start:.1f} s")
-    if args.host not in ("127.0.0.1", "localhost") or args.share:
-        print("lethe: warning: the workbench is reachable from other machines.", file=sys.stderr)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, **launch_kwargs(settings))
+    if (host not in ("127.0.0.1", "localhost") or args.share) and not auth and not space:
+        print("lethe: warning: the workbench is reachable from other machines and has no login; "
+              "add --auth USER:PASS.", file=sys.stderr)
+    demo.launch(server_name=host, server_port=port, share=args.share, auth=auth, **launch_kwargs(settings))
     return 0
 
 

@@ -296,3 +296,87 @@ def token_diff(reference: str, text: str) -> list[tuple[str, str | None]]:
         if op in ("insert", "replace"):
             out.append(("".join(b[j1:j2]), "added"))
     return out
+
+
+# ---------------------------------------------------------------------------- generation metrics
+
+GEN_TOKENS = 48  # greedy new tokens per prompt for the generation metrics
+
+
+@torch.inference_mode()
+def generate_batch(ctx: EvalContext, prompts: list[str], max_new_tokens: int = GEN_TOKENS) -> list[str]:
+    """Greedy answers to chat prompts, left-padded in batches of ctx.batch_size, under the
+    variant's scope; ECO prompts go in as (maybe corrupted) embeddings, each with its own noise,
+    so an answer does not depend on the batch it lands in."""
+    lm, out = ctx.lm, []
+    embed = lm.model.get_input_embeddings()
+    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else lm.tokenizer.eos_token_id
+    for start in range(0, len(prompts), ctx.batch_size):
+        chunk = prompts[start:start + ctx.batch_size]
+        if ctx.eco is None:
+            rows = [lm.tokenizer(format_chat(lm.tokenizer, p), add_special_tokens=False)["input_ids"] for p in chunk]
+            vecs = [embed(torch.tensor(r, device=lm.device)) for r in rows]
+        else:
+            plans = [ctx.engine.plan(p, ctx.eco) for p in chunk]
+            vecs = [(pl.inputs_embeds if pl.flagged else embed(pl.input_ids))[0] for pl in plans]
+        width = max(v.shape[0] for v in vecs)
+        pad_vec = embed(torch.tensor([pad], device=lm.device))[0]
+        batch = torch.stack([torch.cat([pad_vec.expand(width - v.shape[0], -1), v]) for v in vecs])  # (B, T, D)
+        attn = torch.tensor([[0] * (width - v.shape[0]) + [1] * v.shape[0] for v in vecs], device=lm.device)
+        gen = lm.model.generate(inputs_embeds=batch, attention_mask=attn, max_new_tokens=max_new_tokens,
+                                do_sample=False, pad_token_id=pad, top_k=None, top_p=None, temperature=None)
+        out += [lm.tokenizer.decode(g, skip_special_tokens=True).strip() for g in gen]
+    return out
+
+
+def _generations(ctx: EvalContext, side: str) -> tuple[list, list[str]]:
+    key = ("generations", side)
+    if key not in ctx.cache:
+        rows = ctx.preset.prompts(side, ctx.split)
+        ctx.cache[key] = (rows, generate_batch(ctx, [r.prompt for r in rows]))
+    return ctx.cache[key]
+
+
+def _rouge_metric(side: str) -> Metric:
+    def fn(ctx: EvalContext) -> MetricValue:
+        from rouge_score import rouge_scorer
+
+        scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+        rows, outs = _generations(ctx, side)
+        vals = [{"id": r.id, "rouge_l_recall": scorer.score(r.answer, o)["rougeL"].recall, "output": o}
+                for r, o in zip(rows, outs)]
+        return MetricValue(sum(v["rouge_l_recall"] for v in vals) / max(len(vals), 1), len(vals), vals)
+    return fn
+
+
+for _side in ("forget", "retain"):
+    metric(f"{_side}_rouge_l_recall")(_rouge_metric(_side)).__doc__ = (
+        f"ROUGE-L recall of greedy answers to {_side} prompts against the preset's reference answers.")
+
+
+@metric("keyword_leak_rate")
+def keyword_leak_rate(ctx: EvalContext) -> MetricValue:
+    """Share of greedy answers to forget prompts that still name one of the preset's forget keywords."""
+    rows, outs = _generations(ctx, "forget")
+    vals = [{"id": r.id, "keywords": keyword_mentions(o, ctx.preset.forget_keywords)} for r, o in zip(rows, outs)]
+    return MetricValue(sum(bool(v["keywords"]) for v in vals) / max(len(vals), 1), len(vals), vals)
+
+
+@metric("forget_unique_token_ratio")
+def forget_unique_token_ratio(ctx: EvalContext) -> MetricValue:
+    """Mean distinct-token ratio of greedy answers to forget prompts (low = repetitive, degenerate)."""
+    rows, outs = _generations(ctx, "forget")
+    vals = [{"id": r.id, "unique_token_ratio": unique_token_ratio(ctx.lm.tokenizer, o)} for r, o in zip(rows, outs)]
+    ok = [v["unique_token_ratio"] for v in vals if v["unique_token_ratio"] == v["unique_token_ratio"]]
+    return MetricValue(sum(ok) / max(len(ok), 1), len(ok), vals)
+
+
+@metric("forget_output_perplexity")
+def forget_output_perplexity(ctx: EvalContext) -> MetricValue:
+    """Perplexity of greedy answers to forget prompts under the base model (fluency, 'seamlessness')."""
+    rows, outs = _generations(ctx, "forget")
+    with ctx.base():
+        ppl = output_perplexity(ctx.base_lm or ctx.lm, [r.prompt for r in rows], outs, ctx.batch_size)
+    ok = [p for p in ppl if p == p]
+    mean = math.exp(sum(math.log(p) for p in ok) / len(ok)) if ok else float("nan")  # geometric mean
+    return MetricValue(mean, len(ok), [{"id": r.id, "perplexity": p} for r, p in zip(rows, ppl)])

@@ -124,3 +124,26 @@ def test_compare_rows_flags_differences():
     old = [{"variant": "eco", "metric": "m", "value": 0.5}]
     assert compare_rows(old, [{"variant": "eco", "metric": "m", "value": 0.5}])[0]["same"]
     assert not compare_rows(old, [{"variant": "eco", "metric": "m", "value": 0.6}])[0]["same"]
+
+
+def test_text_metrics_on_hand_computed_cases(tiny_lm):
+    from engine.metrics import keyword_mentions, token_diff, unique_token_ratio
+
+    assert keyword_mentions("Harry met Hermione at hogwarts.", ["Hogwarts", "Hermione", "Ron"]) == ["Hogwarts", "Hermione"]
+    assert keyword_mentions("Ronald is not Ron-like", ["Ron"]) == ["Ron"]  # whole words only: "Ronald" alone is no hit
+    assert keyword_mentions("Ronaldo", ["Ron"]) == []
+    ids = tiny_lm.tokenizer("the the the", add_special_tokens=False)["input_ids"]
+    assert unique_token_ratio(tiny_lm.tokenizer, "the the the") == pytest.approx(len(set(ids)) / len(ids))
+    assert math.isnan(unique_token_ratio(tiny_lm.tokenizer, ""))
+    diff = token_diff("a b c", "a x c")
+    assert diff == [("a", None), (" b", "removed"), (" x", "added"), (" c", None)]
+
+
+def test_generation_metrics_do_not_depend_on_the_batch(tiny_lm, star_wars_small):
+    from engine.metrics import generate_batch
+
+    prompts = [r.prompt for r in star_wars_small.forget_prompts[:4]]
+    for eco in (None, ALWAYS):
+        one = generate_batch(EvalContext(tiny_lm, star_wars_small, "test", eco, batch_size=1), prompts, 6)
+        four = generate_batch(EvalContext(tiny_lm, star_wars_small, "test", eco, batch_size=4), prompts, 6)
+        assert one == four and all(isinstance(t, str) for t in one)

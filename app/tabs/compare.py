@@ -11,7 +11,8 @@ from engine import GenerationConfig
 
 from .. import texts
 from ..errors import ui_errors
-from .playground import eco_config
+from ..gpu import gpu
+from .playground import check_tokens, eco_config
 
 COLUMNS = ("original", "eco", "elm", "sku")
 
@@ -61,11 +62,13 @@ def wire(ui: dict, workbench, settings, playground: dict) -> None:
                                           "tb_entities", "dd_gate", "sl_threshold", "nb_eco_seed")]
 
     def records(prompt, max_new_tokens, negation, *eco_values):
+        check_tokens(settings, max_new_tokens)
         config = GenerationConfig(max_new_tokens=int(max_new_tokens))
         return workbench.compare(prompt, COLUMNS, config, eco_config(*eco_values), stop_event=threading.Event(),
                                  negation=float(negation))
 
     @ui_errors
+    @gpu
     def compare(prompt, max_new_tokens, negation, *eco_values):
         for rec in records(prompt, max_new_tokens, negation, *eco_values):
             shown = dict(zip(rec["variants"], rec["texts"]))

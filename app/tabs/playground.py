@@ -13,6 +13,7 @@ from engine.selection import MODES
 
 from .. import texts
 from ..errors import ui_errors
+from ..gpu import gpu
 
 
 def build(workbench, settings) -> dict:
@@ -70,6 +71,13 @@ def build(workbench, settings) -> dict:
                 dd_gate=dd_gate, sl_threshold=sl_threshold, nb_eco_seed=nb_eco_seed, sl_tokens=sl_tokens,
                 sl_temperature=sl_temperature, sl_top_p=sl_top_p, nb_seed=nb_seed, tb_original=tb_original,
                 tb_eco=tb_eco, md_speed=md_speed, st_manual=st_manual, st_shown=st_shown, md_strength=md_strength)
+
+
+def check_tokens(settings: dict, max_new_tokens) -> None:
+    """Refuse more new tokens than this server allows (Spaces mode sets a cap)."""
+    cap = settings.get("max_new_tokens_cap")
+    if cap and int(max_new_tokens) > cap:
+        raise ValueError(f"This server generates at most {cap} new tokens per answer.")
 
 
 def strength_line(workbench, strength, unit) -> str:
@@ -138,7 +146,9 @@ def wire(ui: dict, workbench, settings) -> None:
         return None
 
     @ui_errors
+    @gpu
     def generate(prompt, manual, max_new_tokens, temperature, top_p, seed, *eco_values):
+        check_tokens(settings, max_new_tokens)
         config = GenerationConfig(max_new_tokens=int(max_new_tokens), temperature=float(temperature),
                                   top_p=float(top_p), seed=int(seed or 0))
         cfg = eco_config(*eco_values)
@@ -159,6 +169,7 @@ def wire(ui: dict, workbench, settings) -> None:
         yield texts_[0], texts_[1], gate, speed
 
     @ui_errors
+    @gpu
     def generate_eco(prompt, manual, max_new_tokens, temperature, top_p, seed, *eco_values):
         """Slider released: regenerate the ECO column only."""
         if not prompt or not prompt.strip():

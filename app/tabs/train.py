@@ -14,6 +14,7 @@ from engine.methods import METHODS, TrainingStopped
 
 from .. import plots, texts
 from ..errors import ui_errors
+from ..gpu import gpu
 
 COMMON = ("steps", "lr", "rank")  # shown for both methods, above the per-method accordions
 HIDDEN = ("targets", "layers", "seed", "batch_size", "max_length", "weight_decay", "linear_decay", "max_grad_norm",
@@ -110,6 +111,7 @@ def wire(ui: dict, workbench, settings) -> None:
         return d.steps, d.lr, d.rank
 
     @ui_errors
+    @gpu
     def train(method, steps, lr, rank, save, *values, progress=gr.Progress()):
         cap = settings.get("max_train_steps")
         if cap and int(steps) > cap:

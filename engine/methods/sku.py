@@ -43,13 +43,16 @@ class SKUConfig(TrainConfig):
     normal_weight: float = field(default=1.0, metadata={"help": "Weight of preservation divergence.", "min": 0.0, "max": 100.0})
     k_random: int = field(default=2, metadata={"help": "Random forget answers per question (reference: 5).", "min": 1, "max": 32})
     random_mode: str = field(default="faithful", metadata={"help": "faithful: score from token 2 on; fixed: the answer only."})
-    pd_floor: float = field(default=5.0, metadata={"help": "Floor of -KL (0 = none).", "min": 0.0, "max": 1e6})
+    pd_mode: str = field(default="diverge", metadata={"help": "diverge: -KL as the reference; preserve: +KL (keep normal text)."})
+    pd_floor: float = field(default=5.0, metadata={"help": "Floor of -KL in diverge mode (0 = none).", "min": 0.0, "max": 1e6})
     negation: float = field(default=1.0, metadata={"help": "lambda: the adapter is applied with scale -lambda.", "min": 0.0, "max": 100.0})
 
     def validate(self) -> "SKUConfig":
         super().validate()
         if self.random_mode not in ("faithful", "fixed"):
             raise ValueError(f"Unknown random_mode {self.random_mode!r}; known: faithful, fixed.")
+        if self.pd_mode not in ("diverge", "preserve"):
+            raise ValueError(f"Unknown pd_mode {self.pd_mode!r}; known: diverge, preserve.")
         return self
 
 
@@ -126,8 +129,9 @@ class SKU(Method):
             ids, mask, _, _ = self.batch(t, normal)
             with t.base():
                 base = t.logits(ids, mask)
-            pd = -masked_kl(base, t.logits(ids, mask), mask)
-            if c.pd_floor > 0:
+            kl = masked_kl(base, t.logits(ids, mask), mask)
+            pd = kl if c.pd_mode == "preserve" else -kl
+            if c.pd_mode == "diverge" and c.pd_floor > 0:
                 pd = pd.clamp_min(-c.pd_floor)
             yield "preservation_divergence", c.normal_weight * pd
 
