@@ -7,13 +7,14 @@ import logging
 
 import gradio as gr
 
+from engine.errors import error_line
+
 log = logging.getLogger("lethe.app")
 USER_ERRORS = (ValueError, KeyError, RuntimeError, OSError, TypeError)
 
 
 def _message(exc: BaseException) -> str:
-    text = str(exc).strip().strip("'\"")
-    return text.splitlines()[0] if text else type(exc).__name__
+    return error_line(exc).strip("'\"")
 
 
 def _raise_ui(exc: BaseException):

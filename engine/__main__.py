@@ -319,8 +319,9 @@ def main(argv=None) -> int:
         print("error: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # one line, no traceback: the message is written for people
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"error: {msg}", file=sys.stderr)
+        from .errors import error_line
+
+        print(f"error: {error_line(exc)}", file=sys.stderr)
         return 2
     if getattr(args, "json", False):
         print(json.dumps(result, ensure_ascii=False))

@@ -171,15 +171,14 @@ class Workbench:
         """Yield a variant's answer so far, growing, until it is complete.
 
         variant "original" is the base model; "eco" corrupts the prompt when the gate fires (the
-        ECOPlan is appended to `plan_out` when given)."""
-        check_prompt(prompt, self.max_prompt_chars)
-        config = (config or GenerationConfig()).validate()
-        with self.lock:
-            use_eco, adapter, lm = self._lm_variants().resolve(variant, self._preset_name(preset))
-            inputs = self._inputs(prompt, config, use_eco, eco, preset, manual, plan_out, lm)
-            with self.variants.use(adapter, negation=negation):
-                yield from generation.stream(lm.model, lm.tokenizer, config, stop_event=stop_event,
-                                             stats=stats, **inputs)
+        ECOPlan is appended to `plan_out` when given); "elm", "sku", "eco+elm", "eco+sku" use the
+        preset's adapters. The lock is taken per forward pass, never across a yield."""
+        stats_out: list = []
+        for texts in self.stream_many(prompt, [(variant, eco)], config, stop_event, preset, plan_out, stats_out,
+                                      manual, negation):
+            yield texts[0]
+        if stats is not None:
+            stats.__dict__.update(stats_out[0].__dict__)
 
     def _inputs(self, prompt: str, config: GenerationConfig, use_eco: bool, eco: ECOConfig | None,
                 preset: str | None, manual, plan_out, lm=None) -> dict:
@@ -241,8 +240,10 @@ class Workbench:
             for name, eco in variants:
                 use_eco, adapter, vlm = vs.resolve(name, self._preset_name(preset))
                 if vlm is not lm:
-                    raise ValueError(f"{name!r} is a separate full model; stream it on its own.")
-                inputs.append(self._inputs(prompt, config, use_eco, eco, preset, manual, plan_out))
+                    if len(variants) > 1:
+                        raise ValueError(f"{name!r} is a separate full model; stream it on its own.")
+                    lm = vlm
+                inputs.append(self._inputs(prompt, config, use_eco, eco, preset, manual, plan_out, vlm))
                 scopes.append(lambda a=adapter: vs.use(a, negation=negation))
         yield from generation.stream_interleaved(lm.model, lm.tokenizer, config, inputs, scopes, lock=self.lock,
                                                  stop_event=stop_event, stats=stats)

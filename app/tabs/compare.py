@@ -83,8 +83,10 @@ def wire(ui: dict, workbench, settings, playground: dict) -> None:
 
     outputs = [*ui["outs"].values(), *ui["quick"].values(), *ui["diffs"].values()]
     inputs = [ui["tb_prompt"], ui["sl_tokens"], ui["sl_negation"], *eco_inputs]
-    run = ui["btn_compare"].click(compare, inputs, outputs, api_visibility="private", concurrency_id="model")
-    sub = ui["tb_prompt"].submit(compare, inputs, outputs, api_visibility="private", concurrency_id="model")
+    run = ui["btn_compare"].click(compare, inputs, outputs, api_name="ui_compare", api_visibility="private",
+                                  concurrency_id="model")
+    sub = ui["tb_prompt"].submit(compare, inputs, outputs, api_name="ui_compare_submit", api_visibility="private",
+                                 concurrency_id="model")
     ui["btn_stop"].click(None, None, None, cancels=[run, sub], api_visibility="private")
 
     @ui_errors

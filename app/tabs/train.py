@@ -140,7 +140,7 @@ def wire(ui: dict, workbench, settings) -> None:
     ui["dd_method"].change(method_defaults, ui["dd_method"], [ui["nb_steps"], ui["nb_lr"], ui["nb_rank"]],
                            api_visibility="private", queue=False)
     run = ui["btn_train"].click(train, inputs, [ui["md_train"], ui["pl_loss"], ui["md_adapters"]],
-                                api_visibility="private", concurrency_id="train")
+                                api_name="ui_train", api_visibility="private", concurrency_id="train")
     ui["btn_train_stop"].click(None, None, None, cancels=[run], api_visibility="private")
 
     @ui_errors

@@ -12,7 +12,8 @@ Per micro-iteration, one forget passage x and one retain passage r:
 Deviations from the reference, all settings: LoRA rank 4 and lr 5e-4 instead of 256 / 5e-5 (a
 135M model on CPU gets ~50 optimiser steps, not thousands); eta defaults to 30, not 1000 (at
 1000 a small model's expert/novice contrast is mostly noise amplified into one-hot targets);
-consistency continuations are 48 tokens from a pool of 16; gradients are clipped at norm 1.
+consistency continuations are 48 tokens from a pool of 16; passages are cut to 400 characters
+(96 tokens) and training runs 40 steps of 4 passages; gradients are clipped at norm 1.
 The persona templates and topic-change sentences are Lethe's own wording.
 """
 from __future__ import annotations
@@ -77,7 +78,8 @@ TOPIC_CHANGES = (
 
 @dataclass
 class ELMConfig(TrainConfig):
-    steps: int = field(default=50, metadata={"help": "Optimiser steps (x grad_accumulation passages).", "min": 1, "max": 5000})
+    steps: int = field(default=40, metadata={"help": "Optimiser steps (x grad_accumulation passages).", "min": 1, "max": 5000})
+    max_length: int = field(default=96, metadata={"help": "Tokens per training text at most.", "min": 8, "max": 4096})
     grad_accumulation: int = field(default=4, metadata={"help": "Passages per optimiser step.", "min": 1, "max": 64})
     layers: tuple[int, ...] | None = field(default=(4, 5, 6, 7), metadata={"help": "Decoder layers that get a LoRA (None = all)."})
     eta: float = field(default=30.0, metadata={"help": "End of the erase guidance ramp (reference: 1000).", "min": 0.0, "max": 1e4})
@@ -89,7 +91,7 @@ class ELMConfig(TrainConfig):
     guidance: float = field(default=3.0, metadata={"help": "Expert-vs-novice guidance when writing consistency text.", "min": 0.0, "max": 50.0})
     consistency_samples: int = field(default=16, metadata={"help": "Continuations in the cached consistency pool.", "min": 1, "max": 512})
     consistency_tokens: int = field(default=48, metadata={"help": "Tokens per consistency continuation.", "min": 4, "max": 512})
-    passage_chars: int = field(default=500, metadata={"help": "Characters kept per corpus passage.", "min": 50, "max": 5000})
+    passage_chars: int = field(default=400, metadata={"help": "Characters kept per corpus passage.", "min": 50, "max": 5000})
 
 
 def erase_target(l0: torch.Tensor, l_expert: torch.Tensor, l_novice: torch.Tensor, eta: float,

@@ -14,8 +14,12 @@ Stage 1 deliberately learns the unwanted knowledge into a LoRA adapter, per micr
                            unbounded below, so it is floored at -pd_floor (0 = no floor).
 Stage 2 (negation) is no training at all: variants.py applies this adapter with scale -lambda
 (`negation`), which equals theta_0 - lambda (theta_ft - theta_0) on the adapted weights.
-Deviations: k defaults to 2 (reference 5) and steps to 80 (reference 1000) for CPU time; the
-PD floor and gradient clipping are additions; data come from the preset's prompts and answers.
+Deviations, each a setting, with the faithful value in brackets: k = 2 [5] and 80 steps [1000]
+for CPU time; lr 1e-3 [2e-4]; random_mode "fixed" ["faithful"]; pd_mode "preserve" (+KL, the sign
+of SKU's code ancestor) ["diverge", -KL] with normal_weight 2.5 [1]. On the 135M default the
+faithful settings made the negated model lose retain facts about as fast as forget facts (see
+the README's ELM/SKU figures); the PD floor and gradient clipping are additions. Data come from
+the preset's prompts and answers.
 """
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ TEMPLATE = "### Question: {question}\n ### Answer: "
 @dataclass
 class SKUConfig(TrainConfig):
     steps: int = field(default=80, metadata={"help": "Optimiser steps.", "min": 1, "max": 5000})
-    lr: float = field(default=2e-4, metadata={"help": "AdamW learning rate (reference example: 2e-4).", "min": 1e-7, "max": 1e-1})
+    lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate (reference example: 2e-4).", "min": 1e-7, "max": 1e-1})
     batch_size: int = field(default=2, metadata={"help": "Forget and normal pairs per step.", "min": 1, "max": 64})
     linear_decay: bool = field(default=True, metadata={"help": "Decay the learning rate linearly to 0."})
     rank: int = field(default=16, metadata={"help": "LoRA rank r.", "min": 1, "max": 512})
@@ -40,10 +44,10 @@ class SKUConfig(TrainConfig):
     targets: tuple[str, ...] = field(default=("q_proj", "v_proj"), metadata={"help": "Module names that get a LoRA."})
     bad_weight: float = field(default=2.5, metadata={"help": "Weight of guided distortion.", "min": 0.0, "max": 100.0})
     random_weight: float = field(default=2.5, metadata={"help": "Weight of random disassociation.", "min": 0.0, "max": 100.0})
-    normal_weight: float = field(default=1.0, metadata={"help": "Weight of preservation divergence.", "min": 0.0, "max": 100.0})
+    normal_weight: float = field(default=2.5, metadata={"help": "Weight of preservation divergence.", "min": 0.0, "max": 100.0})
     k_random: int = field(default=2, metadata={"help": "Random forget answers per question (reference: 5).", "min": 1, "max": 32})
-    random_mode: str = field(default="faithful", metadata={"help": "faithful: score from token 2 on; fixed: the answer only."})
-    pd_mode: str = field(default="diverge", metadata={"help": "diverge: -KL as the reference; preserve: +KL (keep normal text)."})
+    random_mode: str = field(default="fixed", metadata={"help": "faithful: score from token 2 on; fixed: the answer only."})
+    pd_mode: str = field(default="preserve", metadata={"help": "diverge: -KL as the reference; preserve: +KL (keep normal text)."})
     pd_floor: float = field(default=5.0, metadata={"help": "Floor of -KL in diverge mode (0 = none).", "min": 0.0, "max": 1e6})
     negation: float = field(default=1.0, metadata={"help": "lambda: the adapter is applied with scale -lambda.", "min": 0.0, "max": 100.0})
 
