@@ -231,6 +231,8 @@ class Workbench:
         own adapter state (one shared model); yields the list of texts so far."""
         check_prompt(prompt, self.max_prompt_chars)
         config = (config or GenerationConfig()).validate()
+        if negation is not None and (not (negation == negation) or not 0 <= float(negation) <= 100):
+            raise ValueError(f"lambda must be between 0 and 100, got {negation}.")
         stats = [GenerationStats() for _ in variants]
         if stats_out is not None:
             stats_out.extend(stats)

@@ -111,7 +111,7 @@ BAD_API = [  # (case, endpoint, arguments, the sentence the user sees)
     ("dims above the hidden size", "/generate", {"prompt": "Hi", "dims": 100_000}, "hidden size"),
     ("unknown corruption", "/generate", {"prompt": "Hi", "corruption": "blur"}, "known: .*rand_noise_first_n"),
     ("unknown gate", "/generate", {"prompt": "Hi", "gate": "sometimes"}, "known: classifier"),
-    ("NaN lambda", "/compare", {"prompt": "Hi", "negation": -1.0}, "lambda must be between"),
+    ("negative lambda", "/compare", {"prompt": "Hi", "negation": -1.0, "gate": "always"}, "lambda must be between"),
     ("unknown training method", "/train", {"method": "rmu"}, "known: elm, sku"),
     ("training settings not JSON", "/train", {"method": "sku", "settings_json": "{steps:"}, "not valid JSON"),
     ("unknown training setting", "/train", {"method": "elm", "settings_json": '{"etaa": 1}'}, "Unknown ELMConfig"),
@@ -188,7 +188,8 @@ def test_out_of_memory_during_generation_is_one_sentence_and_recovers(app_server
 @pytest.fixture(scope="module")
 def bad_files(tmp_path_factory):
     d = tmp_path_factory.mktemp("bad")
-    (d / "probes_bad_line.jsonl").write_text('{"id": "a", "prefix": "p", "answer": " x", "distractors": [" y"]}\n{oops\n')
+    (d / "probes_bad_line.jsonl").write_text('{"id": "a", "prefix": "p", "answer": " x", "distractors": [" y", " z", " w"]}'
+                                             '\n{oops\n')
     (d / "probes_missing.jsonl").write_text('{"id": "a", "prefix": "p", "distractors": [" y", " z", " w"]}\n')
     (d / "capsule.json").write_text("not json")
     return d

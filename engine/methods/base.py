@@ -74,6 +74,20 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"Unknown {cls.__name__} setting(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}.")
         d = dict(d)
+        defaults = cls()
+        for f in fields(cls):  # numbers and switches may arrive as text (CLI --set, JSON)
+            value, default = d.get(f.name), getattr(defaults, f.name)
+            if f.name not in d or value is None or isinstance(default, (tuple, type(None))):
+                continue
+            try:
+                if isinstance(default, bool):
+                    d[f.name] = value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes")
+                elif isinstance(default, int):
+                    d[f.name] = int(float(value)) if float(value) == float(value) else float(value)
+                elif isinstance(default, float):
+                    d[f.name] = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"{f.name} must be a number, got {value!r}.") from None
         if "targets" in d:
             d["targets"] = tuple(d["targets"])
         if d.get("layers") is not None:
