@@ -132,8 +132,12 @@ class Variants:
 
     def create(self, name: str, config, method: str = "training") -> None:
         """Inject a fresh LoRA adapter (inactive: the current state is kept)."""
+        import warnings
+
         previous = self._state
-        self.lm.model.add_adapter(config, adapter_name=name)
+        with warnings.catch_warnings():  # peft warns that several adapters share the model: that is the design
+            warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+            self.lm.model.add_adapter(config, adapter_name=name)
         self._layers = None
         self.adapters[name] = Adapter(name=name, method=method)
         self._apply(*previous)
