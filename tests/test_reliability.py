@@ -311,3 +311,13 @@ def test_every_stable_api_name_is_served_under_its_own_name(app_server):
     stable = {"/classify", "/select_tokens", "/generate", "/compare", "/sweep", "/optimize", "/train", "/evaluate",
               "/export_run", "/replay_run", "/load_model", "/load_preset"}
     assert names == stable, names ^ stable
+
+
+def test_auth_pairs_are_parsed_and_malformed_ones_refused():
+    from launch import parse_auth
+
+    assert parse_auth(None) is None
+    assert parse_auth("alice:s3cret, bob:pa:ss") == [("alice", "s3cret"), ("bob", "pa:ss")]
+    for bad in ("alice", ":x", "alice:"):
+        with pytest.raises(ValueError, match="USER:PASS"):
+            parse_auth(bad)
