@@ -5,7 +5,11 @@ Public API:
         .load_model(name) -> dict        model info record
         .load_preset(name) -> dict       preset summary
         .stream(prompt, GenerationConfig) -> iterator of the growing answer
-        .generate(prompt, GenerationConfig) -> {text, model, seconds, new_tokens, tokens_per_second}
+        .generate(prompt, GenerationConfig, variant="original"|"eco"|"elm"|"sku"|"eco+elm"|...) -> dict
+        .compare(prompt, variants) -> iterator of {texts, done, metrics, diffs}: side by side
+        .train("elm"|"sku", settings) -> record   a LoRA adapter that becomes that variant
+        .load_adapter(folder_or_hub_id, key) / .set_negation(lam) / .adapters()
+        .evaluate(variants, metrics, split) -> EvalResult;  .capsule(result);  .replay(capsule)
     load_model(name) -> LoadedModel      model + tokenizer + ModelInfo
     load_preset(name) -> Preset          validated forget/retain data
     list_presets() -> list[str]
