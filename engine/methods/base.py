@@ -14,6 +14,7 @@ It knows nothing about presets' files, the UI or saving (variants.py saves adapt
 """
 from __future__ import annotations
 
+import abc
 import contextlib
 import random
 import threading
@@ -107,16 +108,16 @@ def lora_config(config: TrainConfig, n_layers: int):
                       task_type="CAUSAL_LM")
 
 
-class Method:
+class Method(abc.ABC):
     """A weight-space method: its name, how it prepares data and which losses it yields."""
     name = "method"
 
     def prepare(self, trainer: "Trainer") -> None:
         """Build data (once, before the first step). May use trainer.base() and the tokenizer."""
 
+    @abc.abstractmethod
     def terms(self, trainer: "Trainer", iteration: int) -> Iterator[tuple[str, torch.Tensor]]:
         """Yield (name, weighted loss) for one micro-iteration; each is back-propagated at once."""
-        raise NotImplementedError
 
 
 class Trainer:
