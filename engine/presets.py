@@ -97,6 +97,7 @@ class Preset:
     meta: dict = field(default_factory=dict)
     forget_mcq: list[MCQ] = field(default_factory=list)
     retain_mcq: list[MCQ] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)  # role -> hash of rows read from a dataset
 
     def prompts(self, side: str, split: str | None = None) -> list[PromptRecord]:
         rows = self.forget_prompts if side == "forget" else self.retain_prompts
@@ -119,6 +120,8 @@ class Preset:
             if path.is_file() and (path.suffix in (".jsonl", ".yaml") and "adapters" not in path.parts):
                 h.update(path.relative_to(self.root).as_posix().encode())
                 h.update(path.read_bytes())
+        for role, digest in sorted(self.sources.items()):
+            h.update(f"{role}:{digest}".encode())
         return h.hexdigest()
 
     def summary(self) -> dict:
@@ -265,17 +268,35 @@ def load_preset(name_or_path: str | Path, root: Path = PRESETS_DIR) -> Preset:
     ckeys = ("name", "description", "counterpart", "expert_prefix", "novice_prefix")
     if not isinstance(c, dict) or any(not isinstance(c.get(k), str) for k in ckeys):
         raise PresetError(f"{label_root}/preset.yaml: 'concept' needs string fields {', '.join(ckeys)}.")
-    files = {**{k: v[0] for k, v in FILES.items()}, **(meta.get("files") or {})}
-    data = {}
-    for role, (_, kind) in FILES.items():
-        rel = files[role]
-        data[role] = read_jsonl(folder / rel, kind, label=f"{label_root}/{rel}")
-    for role, kind in OPTIONAL_FILES.items():
-        if role in (meta.get("files") or {}):
-            rel = files[role]
-            data[role] = read_jsonl(folder / rel, kind, label=f"{label_root}/{rel}")
+    listed = meta.get("files") or {}
+    if not isinstance(listed, dict):
+        raise PresetError(f"{label_root}/preset.yaml: 'files' must be a mapping of role to path or dataset.")
+    files = {**{k: v[0] for k, v in FILES.items()}, **listed}
+    roles = [(role, kind) for role, (_, kind) in FILES.items()]
+    roles += [(role, kind) for role, kind in OPTIONAL_FILES.items() if role in listed]
+    data, sources = {}, {}
+    for role, kind in roles:
+        source = files[role]
+        if isinstance(source, dict):
+            from engine.hf_sources import read_dataset
+
+            data[role] = read_dataset(source, kind, folder, f"{label_root}/preset.yaml files.{role}", role)
+            sources[role] = _rows_hash(data[role])
+        elif isinstance(source, str):
+            data[role] = read_jsonl(folder / source, kind, label=f"{label_root}/{source}")
+        else:
+            raise PresetError(f"{label_root}/preset.yaml: files.{role} must be a path or a dataset mapping.")
     return Preset(
         name=str(meta["name"]), title=str(meta["title"]), description=str(meta["description"]),
         root=folder, forget_keywords=[str(k) for k in meta["forget_keywords"]],
-        concept=Concept(**{k: c[k] for k in ckeys}), meta=meta, **data,
+        concept=Concept(**{k: c[k] for k in ckeys}), meta=meta, sources=sources, **data,
     )
+
+
+def _rows_hash(rows: list) -> str:
+    """sha256 of the parsed rows of a dataset source: the capsule pins the data, not just its name."""
+    import dataclasses
+    import hashlib
+
+    blob = json.dumps([dataclasses.asdict(r) for r in rows], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
