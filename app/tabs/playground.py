@@ -104,8 +104,10 @@ def gate_line(plan_or_result: dict, gate: str) -> str:
     decision = texts.CORRUPTS if plan_or_result["flagged"] else texts.PASSES
     if plan_or_result.get("score") is None:
         return texts.GATE_FIXED.format(gate=gate, decision=decision)
-    return texts.GATE_LINE.format(score=plan_or_result["score"], threshold=plan_or_result["threshold"],
+    line = texts.GATE_LINE.format(score=plan_or_result["score"], threshold=plan_or_result["threshold"],
                                   decision=decision)
+    matched = plan_or_result.get("matched") or []
+    return line + (texts.GATE_MATCHED.format(names=", ".join(matched)) if matched else "")
 
 
 def wire(ui: dict, workbench, settings) -> None:
