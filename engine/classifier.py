@@ -9,7 +9,9 @@ Lexicon: the gate also flags a prompt that names an entity found (by spaCy) in t
 training material and nowhere in the retain training material; such a prompt scores 1. The
 threshold is calibrated on these combined scores, so alpha bounds the gate as a whole.
 Load: any Hugging Face sequence-classification model (label 1 / LABEL_1 = forget).
-Trained classifiers are cached per preset data, encoder and settings (safetensors).
+Trained classifiers are cached per preset data, encoder and settings (safetensors), in float16
+by default: half the memory, scores within 1e-3 of float32, and the threshold is calibrated on
+the half-precision scores.
 This module knows nothing about the LLM or about corruption.
 """
 from __future__ import annotations
@@ -55,6 +57,7 @@ class ClassifierConfig:
     train_layers: int = field(default=6, metadata={"help": "Top encoder layers fine-tuned (the rest stay frozen; fast on CPU)."})
     entity_questions: bool = field(default=False, metadata={"help": "Add templated questions about corpus entities."})
     lexicon: bool = field(default=True, metadata={"help": "Also flag prompts naming an entity known only from the forget data."})
+    dtype: str = field(default="float16", metadata={"help": "Precision the trained classifier is kept in: float16 (half the memory) or float32."})
     seed: int = 0
 
     def key(self, texts: list[tuple[str, int]]) -> str:
@@ -64,7 +67,8 @@ class ClassifierConfig:
         return h.hexdigest()[:16]
 
 
-CALIBRATION_ONLY = ("alpha", "lexicon")
+CALIBRATION_ONLY = ("alpha", "lexicon", "dtype")  # applied after training: same cached weights
+DTYPES = {"float16": torch.float16, "float32": torch.float32}
 
 
 class PromptClassifier:
@@ -93,8 +97,12 @@ class PromptClassifier:
         return list(dict.fromkeys(m.group(0) for m in self._pattern.finditer(prompt)))
 
     @torch.inference_mode()
-    def classifier_score(self, prompts: list[str], batch_size: int = 64) -> list[float]:
-        """p(forget | prompt) from the sequence classifier alone."""
+    def classifier_score(self, prompts: list[str], batch_size: int | None = None) -> list[float]:
+        """p(forget | prompt) from the sequence classifier alone. Half precision on a CPU has no
+        fast batched kernels, so there prompts go one at a time (the fastest way, and unpadded)."""
+        if batch_size is None:
+            half_on_cpu = self.model.dtype == torch.float16 and self.model.device.type == "cpu"
+            batch_size = 1 if half_on_cpu else 64
         out = []
         for i in range(0, len(prompts), batch_size):
             enc = self.tokenizer(list(prompts[i:i + batch_size]), padding=True, truncation=True,
@@ -103,7 +111,7 @@ class PromptClassifier:
             out += torch.softmax(logits, -1)[:, self.forget_index].tolist()
         return out
 
-    def score(self, prompts: list[str], batch_size: int = 64) -> list[float]:
+    def score(self, prompts: list[str], batch_size: int | None = None) -> list[float]:
         """The gate score: 1 when the prompt names a lexicon entity, else p(forget | prompt)."""
         probs = self.classifier_score(prompts, batch_size)
         return [1.0 if self.matches(p) else s for p, s in zip(prompts, probs)]
@@ -134,7 +142,7 @@ class PromptClassifier:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(name_or_path)
+            model = AutoModelForSequenceClassification.from_pretrained(name_or_path, dtype="auto")
             tok = AutoTokenizer.from_pretrained(name_or_path)
         except (OSError, ValueError) as exc:
             raise ValueError(f"Classifier {name_or_path!r} could not be loaded as a sequence classifier.") from exc
@@ -185,8 +193,8 @@ def lexicon_material(preset: Preset) -> tuple[list[str], list[str]]:
     return material("forget", preset.forget_corpus), material("retain", preset.retain_corpus)
 
 
-def forget_lexicon(forget_texts: list[str], retain_texts: list[str]) -> list[str]:
-    """Entities spaCy finds in the forget texts and that never occur in the retain texts.
+def forget_lexicon(forget_texts: list[str], retain_texts: list[str]) -> list[tuple[str, str]]:
+    """(name, spaCy label) of the entities in the forget texts that never occur in the retain texts.
 
     Names are cleaned first (a leading "the" dropped; both edge words must be capitalised, which
     removes NER fragments such as "the Order of" or "Harry kills"). An entity is dropped if spaCy
@@ -201,17 +209,31 @@ def forget_lexicon(forget_texts: list[str], retain_texts: list[str]) -> list[str
             return None
         return e
 
-    forget = {c for e in corpus_entities_of(forget_texts) if (c := clean(e))}
+    forget = {c: label for e, label in corpus_entities_of(forget_texts).items() if (c := clean(e))}
     retain = {c for e in corpus_entities_of(retain_texts) if (c := clean(e))}
     joined = "\n".join(retain_texts)
-    return [e for e in sorted(forget - retain) if not re.search(rf"(?<!\w){re.escape(e)}(?!\w)", joined)]
+    return [(e, forget[e]) for e in sorted(set(forget) - retain)
+            if not re.search(rf"(?<!\w){re.escape(e)}(?!\w)", joined)]
 
 
-def rare_names_only(entities: list[str], tokenizer) -> list[str]:
-    """Drop one-word entities that are a single token of the encoder's vocabulary: common words and
-    places ("Order", "Ireland", "Bill") would flag everyday prompts; rare names ("Dumbledore",
-    "Quidditch") split into several pieces and stay. Multi-word names always stay."""
-    return [e for e in entities if " " in e or len(tokenizer.tokenize(e)) > 1]
+PLACE_TYPES = ("GPE", "LOC", "NORP")
+
+
+def rare_names_only(entries: list[tuple[str, str]], tokenizer) -> list[str]:
+    """Keep the names that are rare enough to mean the forget topic. A word is common when it is a
+    single token of the encoder's vocabulary. A name with a rare word stays ("Dumbledore",
+    "Felix Felicis"); an all-common one-word name goes ("Order", "Ireland", "Bill"), and so does an
+    all-common place ("United Kingdom", "West End"); all-common multi-word names of people,
+    organisations and works stay ("Sirius Black", "Ministry of Magic")."""
+    def rare(word: str) -> bool:
+        return len(tokenizer.tokenize(word)) > 1
+
+    keep = []
+    for name, label in entries:
+        words = name.split()
+        if any(rare(w) for w in words) or (len(words) > 1 and label not in PLACE_TYPES):
+            keep.append(name)
+    return keep
 
 
 def corpus_entities_of(texts: list[str]) -> dict[str, str]:
@@ -323,40 +345,53 @@ def train_classifier(preset: Preset, config: ClassifierConfig | None = None,
             if on_step:
                 on_step({"step": step, "steps": steps, "epoch": epoch, "loss": loss.item(),
                          "seconds": time.perf_counter() - start})
-    clf = PromptClassifier(model, tok, 0.5, name=f"{preset.name}-minilm", max_length=config.max_length)
+    clf = PromptClassifier(model.to(_dtype(config)), tok, 0.5, name=f"{preset.name}-minilm", max_length=config.max_length)
     clf.report = {"train_size": len(data), "train_seconds": round(time.perf_counter() - start, 1)}
     return calibrate(clf, preset, config)
 
 
+def _dtype(config: ClassifierConfig) -> torch.dtype:
+    if config.dtype not in DTYPES:
+        raise ValueError(f"Classifier dtype must be one of {', '.join(DTYPES)}, got {config.dtype!r}.")
+    return DTYPES[config.dtype]
+
+
 def calibrate(clf: PromptClassifier, preset: Preset, config: ClassifierConfig) -> PromptClassifier:
     """Attach the preset's lexicon (if enabled), set the conformal threshold on the held-out retain
-    fold at alpha, and record recall / FPR on the test split. Cheap: no training."""
+    fold at alpha, and record recall / FPR on the test split (the gate, and the classifier alone).
+    No training: each text is scored once."""
     _, calib = training_data(preset, config.calibration_fraction, config.entity_questions)
     clf.set_lexicon(rare_names_only(cached_lexicon(preset), clf.tokenizer) if config.lexicon else [])
-    clf.threshold = conformal_threshold(clf.score(calib), config.alpha)
     forget = [r.prompt for r in preset.prompts("forget", "test")]
     retain = [r.prompt for r in preset.prompts("retain", "test")]
+    probs = clf.classifier_score(calib + forget + retain)
+    gate = [1.0 if clf.matches(t) else s for t, s in zip(calib + forget + retain, probs)]
+    n, m = len(calib), len(calib) + len(forget)
+    clf.threshold = t = conformal_threshold(gate[:n], config.alpha)
+
+    def report(scores: list[float]) -> dict:
+        fs, rs = scores[n:m], scores[m:]
+        return {"threshold": t, "forget_recall": sum(s > t for s in fs) / max(len(fs), 1),
+                "retain_fpr": sum(s > t for s in rs) / max(len(rs), 1), "n_forget": len(fs), "n_retain": len(rs)}
+
     clf.report = {**{k: v for k, v in clf.report.items() if k in ("train_size", "train_seconds")},
-                  "alpha": config.alpha, "calibration_size": len(calib), "lexicon_size": len(clf.lexicon),
-                  "test": gate_report(clf, forget, retain)}
-    if clf.lexicon:
-        plain = PromptClassifier(clf.model, clf.tokenizer, clf.threshold, max_length=clf.max_length,
-                                 forget_index=clf.forget_index)
-        clf.report["test_classifier_only"] = gate_report(plain, forget, retain)
+                  "alpha": config.alpha, "calibration_size": n, "lexicon_size": len(clf.lexicon),
+                  "dtype": str(clf.model.dtype).removeprefix("torch."), "test": report(gate),
+                  "test_classifier_only": report(probs)}
     return clf
 
 
-LEXICON_VERSION = 2  # bump when forget_lexicon's rules change: the cache is keyed by it
+LEXICON_VERSION = 3  # bump when forget_lexicon's rules change: the cache is keyed by it
 
 
-def cached_lexicon(preset: Preset) -> list[str]:
+def cached_lexicon(preset: Preset) -> list[tuple[str, str]]:
     """The preset's forget lexicon, cached per training material (spaCy takes a few seconds)."""
     forget, retain = lexicon_material(preset)
     digest = hashlib.sha256(json.dumps([LEXICON_VERSION, forget, retain]).encode()).hexdigest()[:16]
     path = cache_dir() / "classifiers" / f"lexicon-{preset.name}-{digest}.json"
     if path.is_file():
         try:
-            return list(json.loads(path.read_text()))
+            return [tuple(e) for e in json.loads(path.read_text())]
         except (OSError, ValueError):
             pass
     lexicon = forget_lexicon(forget, retain)
@@ -376,7 +411,11 @@ def preset_classifier(preset: Preset, config: ClassifierConfig | None = None,
     path = cache_dir() / "classifiers" / f"{preset.name}-{config.key(data + [(c, -1) for c in calib])}"
     if (path / "lethe_classifier.json").is_file():
         try:
-            return calibrate(PromptClassifier.load(str(path)), preset, config)
+            clf = PromptClassifier.load(str(path))
+            if clf.model.dtype != _dtype(config):  # cached in another precision: convert once
+                clf.model.to(_dtype(config))
+                clf.save(path)
+            return calibrate(clf, preset, config)
         except Exception:
             shutil.rmtree(path, ignore_errors=True)  # corrupt: retrain
     clf = train_classifier(preset, config, on_step, stop_event)

@@ -88,7 +88,7 @@ def test_the_lexicon_keeps_forget_only_entities():
     forget = ["Cho Chang studied at Hogwarts with Harry Potter.", "Felix Felicis is a luck potion.",
               "Harry visited London with Cho Chang."]
     retain = ["Harry Houdini was an escape artist.", "London is a big city."]
-    lexicon = forget_lexicon(forget, retain)
+    lexicon = dict(forget_lexicon(forget, retain))
     assert {"Cho Chang", "Felix Felicis", "Harry Potter"} <= set(lexicon)
     assert "Harry" not in lexicon and "London" not in lexicon  # they occur on the retain side
 
@@ -96,8 +96,9 @@ def test_the_lexicon_keeps_forget_only_entities():
 def test_the_lexicon_keeps_rare_names_and_drops_common_words(small_classifier):
     from engine.classifier import rare_names_only
 
-    kept = rare_names_only(["Dumbledore", "Ireland", "Order", "Sirius Black"], small_classifier.tokenizer)
-    assert kept == ["Dumbledore", "Sirius Black"]
+    entries = [("Dumbledore", "PERSON"), ("Ireland", "GPE"), ("Order", "ORG"), ("Sirius Black", "PERSON"),
+               ("United Kingdom", "GPE"), ("Felix Felicis", "PRODUCT")]
+    assert rare_names_only(entries, small_classifier.tokenizer) == ["Dumbledore", "Sirius Black", "Felix Felicis"]
 
 
 def test_calibration_puts_the_combined_gate_under_alpha(small_preset, small_classifier, tmp_path):

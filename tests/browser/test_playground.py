@@ -11,7 +11,8 @@ def test_harry_potter_prompt_shows_score_tokens_and_both_outputs(server, page):
     page.locator("#prompt textarea").fill("Who is Harry Potter?")
     # the gate's score and the highlighted tokens appear while typing (no generation needed)
     page.locator("#gate-status").get_by_text("p(forget)").wait_for(timeout=300_000)
-    assert "corrupts" in page.locator("#gate-status").inner_text()
+    gate_text = page.locator("#gate-status").inner_text()
+    assert "corrupts" in gate_text and "it names Harry Potter" in gate_text  # the forget lexicon fired
     tokens = page.locator("#tokens")
     tokens.get_by_text("SELECTED").first.wait_for(timeout=30_000)  # default: every prompt token
     page.locator("#btn-generate").click()
@@ -46,6 +47,9 @@ def test_api_endpoints(server):
     client = Client(server, verbose=False)
     res = client.predict("Who is Harry Potter?", 0.0, api_name="/classify")
     assert res["results"][0]["flagged"] is True and 0 < res["threshold"] < 1
+    assert res["results"][0]["matched"] == ["Harry Potter"] and res["results"][0]["score"] == 1.0
+    res = client.predict("What is the capital of Ireland?", 0.0, api_name="/classify")
+    assert res["results"][0]["flagged"] is False and res["results"][0]["matched"] == []
     sel = client.predict("Who is Harry Potter?", "ner", "", api_name="/select_tokens")
     assert "PERSON" in sel["labels"]
     out = client.predict(prompt="Who is Harry Potter?", max_new_tokens=16, selection="ner", dims=1, strength=100.0,
