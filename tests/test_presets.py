@@ -93,3 +93,16 @@ def test_missing_yaml_field_and_unknown_preset(hp_copy):
         load_preset(hp_copy)
     with pytest.raises(PresetError, match="known presets: .*harry_potter"):
         load_preset("no_such_preset")
+
+
+@pytest.mark.parametrize("name", list_presets())
+def test_mcq_answers_are_spread_over_the_letters_in_each_split(name):
+    """A model that always says " A" must score near chance, not 0 or 1, on every split."""
+    p = load_preset(name)
+    for side in ("forget", "retain"):
+        for split in ("train", "test"):
+            qs = p.mcqs(side, split)
+            if not qs:
+                continue
+            counts = [sum(q.answer == i for q in qs) for i in range(4)]
+            assert min(counts) >= len(qs) // 8 and max(counts) <= len(qs) // 2, (side, split, counts)
