@@ -9,9 +9,9 @@ Lexicon: the gate also flags a prompt that names an entity found (by spaCy) in t
 training material and nowhere in the retain training material; such a prompt scores 1. The
 threshold is calibrated on these combined scores, so alpha bounds the gate as a whole.
 Load: any Hugging Face sequence-classification model (label 1 / LABEL_1 = forget).
-Trained classifiers are cached per preset data, encoder and settings (safetensors), in float16
-by default: half the memory, scores within 1e-3 of float32, and the threshold is calibrated on
-the half-precision scores.
+Trained classifiers are cached per preset data, encoder and settings (safetensors). The word-
+embedding table is kept in float16 by default (half the classifier's memory; see set_precision),
+and the threshold is calibrated on the scores of the classifier as it is kept.
 This module knows nothing about the LLM or about corruption.
 """
 from __future__ import annotations
@@ -57,7 +57,7 @@ class ClassifierConfig:
     train_layers: int = field(default=6, metadata={"help": "Top encoder layers fine-tuned (the rest stay frozen; fast on CPU)."})
     entity_questions: bool = field(default=False, metadata={"help": "Add templated questions about corpus entities."})
     lexicon: bool = field(default=True, metadata={"help": "Also flag prompts naming an entity known only from the forget data."})
-    dtype: str = field(default="float16", metadata={"help": "Precision the trained classifier is kept in: float16 (half the memory) or float32."})
+    half_embeddings: bool = field(default=True, metadata={"help": "Keep the word-embedding table (half the encoder) in float16; compute stays float32."})
     seed: int = 0
 
     def key(self, texts: list[tuple[str, int]]) -> str:
@@ -67,8 +67,7 @@ class ClassifierConfig:
         return h.hexdigest()[:16]
 
 
-CALIBRATION_ONLY = ("alpha", "lexicon", "dtype")  # applied after training: same cached weights
-DTYPES = {"float16": torch.float16, "float32": torch.float32}
+CALIBRATION_ONLY = ("alpha", "lexicon", "half_embeddings")  # applied after training: same cached weights
 
 
 class PromptClassifier:
@@ -97,12 +96,8 @@ class PromptClassifier:
         return list(dict.fromkeys(m.group(0) for m in self._pattern.finditer(prompt)))
 
     @torch.inference_mode()
-    def classifier_score(self, prompts: list[str], batch_size: int | None = None) -> list[float]:
-        """p(forget | prompt) from the sequence classifier alone. Half precision on a CPU has no
-        fast batched kernels, so there prompts go one at a time (the fastest way, and unpadded)."""
-        if batch_size is None:
-            half_on_cpu = self.model.dtype == torch.float16 and self.model.device.type == "cpu"
-            batch_size = 1 if half_on_cpu else 64
+    def classifier_score(self, prompts: list[str], batch_size: int = 64) -> list[float]:
+        """p(forget | prompt) from the sequence classifier alone."""
         out = []
         for i in range(0, len(prompts), batch_size):
             enc = self.tokenizer(list(prompts[i:i + batch_size]), padding=True, truncation=True,
@@ -111,7 +106,7 @@ class PromptClassifier:
             out += torch.softmax(logits, -1)[:, self.forget_index].tolist()
         return out
 
-    def score(self, prompts: list[str], batch_size: int | None = None) -> list[float]:
+    def score(self, prompts: list[str], batch_size: int = 64) -> list[float]:
         """The gate score: 1 when the prompt names a lexicon entity, else p(forget | prompt)."""
         probs = self.classifier_score(prompts, batch_size)
         return [1.0 if self.matches(p) else s for p, s in zip(prompts, probs)]
@@ -131,7 +126,8 @@ class PromptClassifier:
         self.model.save_pretrained(tmp, safe_serialization=True)
         self.tokenizer.save_pretrained(tmp)
         meta = {"threshold": self.threshold, "name": self.name, "report": self.report,
-                "forget_index": self.forget_index, "max_length": self.max_length, "lexicon": self.lexicon}
+                "forget_index": self.forget_index, "max_length": self.max_length, "lexicon": self.lexicon,
+                "half_embeddings": self.model.get_input_embeddings().weight.dtype == torch.float16}
         (tmp / "lethe_classifier.json").write_text(json.dumps(meta, indent=1))
         shutil.rmtree(path, ignore_errors=True)
         tmp.rename(path)
@@ -141,13 +137,17 @@ class PromptClassifier:
         """A saved Lethe classifier, or any HF sequence classifier (label 1 / LABEL_1 = forget)."""
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        try:
-            model = AutoModelForSequenceClassification.from_pretrained(name_or_path, dtype="auto")
+        meta_path = Path(name_or_path) / "lethe_classifier.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        half = bool(meta.get("half_embeddings")) and (Path(name_or_path) / "model.safetensors").is_file()
+        try:  # a Lethe classifier is float32, with (optionally) a float16 embedding table
+            dtype = torch.float16 if half else torch.float32 if meta else "auto"
+            model = AutoModelForSequenceClassification.from_pretrained(name_or_path, dtype=dtype)
             tok = AutoTokenizer.from_pretrained(name_or_path)
         except (OSError, ValueError) as exc:
             raise ValueError(f"Classifier {name_or_path!r} could not be loaded as a sequence classifier.") from exc
-        meta_path = Path(name_or_path) / "lethe_classifier.json"
-        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        if half:
+            _restore_float32(model, Path(name_or_path) / "model.safetensors")
         labels = {int(k): str(v).lower() for k, v in (model.config.id2label or {}).items()}
         forget_index = next((i for i, l in labels.items() if "forget" in l), 1)
         if model.config.num_labels < 2:
@@ -345,18 +345,59 @@ def train_classifier(preset: Preset, config: ClassifierConfig | None = None,
             if on_step:
                 on_step({"step": step, "steps": steps, "epoch": epoch, "loss": loss.item(),
                          "seconds": time.perf_counter() - start})
-    clf = PromptClassifier(model.to(_dtype(config)), tok, 0.5, name=f"{preset.name}-minilm", max_length=config.max_length)
+    clf = PromptClassifier(model, tok, 0.5, name=f"{preset.name}-minilm", max_length=config.max_length)
+    set_precision(clf.model, config.half_embeddings)
     clf.report = {"train_size": len(data), "train_seconds": round(time.perf_counter() - start, 1)}
     return calibrate(clf, preset, config)
 
 
-def _dtype(config: ClassifierConfig) -> torch.dtype:
-    if config.dtype not in DTYPES:
-        raise ValueError(f"Classifier dtype must be one of {', '.join(DTYPES)}, got {config.dtype!r}.")
-    return DTYPES[config.dtype]
+def _restore_float32(model, weights: Path) -> None:
+    """After loading in float16 (no float32 copy of the big table ever exists), put back every
+    weight but the embedding table in float32, read exactly from the file one tensor at a time."""
+    from safetensors import safe_open
+
+    table = model.get_input_embeddings().weight
+    with safe_open(str(weights), framework="pt") as f:
+        keys = set(f.keys())
+        for name, param in model.named_parameters():
+            if param is table:
+                continue
+            param.data = f.get_tensor(name).float() if name in keys else param.data.float()
 
 
-def calibrate(clf: PromptClassifier, preset: Preset, config: ClassifierConfig) -> PromptClassifier:
+def set_precision(model, half_embeddings: bool) -> None:
+    """Word embeddings in float16 (or float32), everything else float32. The embedding table is half
+    of MiniLM's 91 MB and is only looked up, never multiplied, so compute stays fast and float32
+    (the float16 lookup is promoted when the position embeddings are added); scores move < 1e-3.
+    Whole-model float16 was tried: same memory saving again, but 4-6x slower batches on a CPU."""
+    model.float()
+    if half_embeddings:
+        model.get_input_embeddings().to(torch.float16)
+
+
+def _probs(clf: PromptClassifier, texts: list[str], folder: Path | None) -> list[float]:
+    """classifier_score(texts), remembered in the classifier's cache folder: loading a cached
+    classifier then scores nothing (which also keeps the process's memory peak down)."""
+    if folder is None or not folder.is_dir():
+        return clf.classifier_score(texts)
+    half = clf.model.get_input_embeddings().weight.dtype == torch.float16
+    key = hashlib.sha256(json.dumps([texts, half, clf.max_length]).encode()).hexdigest()
+    path = folder / "lethe_scores.json"
+    try:
+        saved = json.loads(path.read_text())
+        if saved.get("key") == key and len(saved.get("probs", [])) == len(texts):
+            return [float(x) for x in saved["probs"]]
+    except (OSError, ValueError):
+        pass
+    probs = clf.classifier_score(texts)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    tmp.write_text(json.dumps({"key": key, "probs": probs}))
+    tmp.replace(path)
+    return probs
+
+
+def calibrate(clf: PromptClassifier, preset: Preset, config: ClassifierConfig,
+              folder: Path | None = None) -> PromptClassifier:
     """Attach the preset's lexicon (if enabled), set the conformal threshold on the held-out retain
     fold at alpha, and record recall / FPR on the test split (the gate, and the classifier alone).
     No training: each text is scored once."""
@@ -364,7 +405,7 @@ def calibrate(clf: PromptClassifier, preset: Preset, config: ClassifierConfig) -
     clf.set_lexicon(rare_names_only(cached_lexicon(preset), clf.tokenizer) if config.lexicon else [])
     forget = [r.prompt for r in preset.prompts("forget", "test")]
     retain = [r.prompt for r in preset.prompts("retain", "test")]
-    probs = clf.classifier_score(calib + forget + retain)
+    probs = _probs(clf, calib + forget + retain, folder)
     gate = [1.0 if clf.matches(t) else s for t, s in zip(calib + forget + retain, probs)]
     n, m = len(calib), len(calib) + len(forget)
     clf.threshold = t = conformal_threshold(gate[:n], config.alpha)
@@ -376,7 +417,8 @@ def calibrate(clf: PromptClassifier, preset: Preset, config: ClassifierConfig) -
 
     clf.report = {**{k: v for k, v in clf.report.items() if k in ("train_size", "train_seconds")},
                   "alpha": config.alpha, "calibration_size": n, "lexicon_size": len(clf.lexicon),
-                  "dtype": str(clf.model.dtype).removeprefix("torch."), "test": report(gate),
+                  "half_embeddings": clf.model.get_input_embeddings().weight.dtype == torch.float16,
+                  "test": report(gate),
                   "test_classifier_only": report(probs)}
     return clf
 
@@ -412,10 +454,10 @@ def preset_classifier(preset: Preset, config: ClassifierConfig | None = None,
     if (path / "lethe_classifier.json").is_file():
         try:
             clf = PromptClassifier.load(str(path))
-            if clf.model.dtype != _dtype(config):  # cached in another precision: convert once
-                clf.model.to(_dtype(config))
-                clf.save(path)
-            return calibrate(clf, preset, config)
+            if (clf.model.get_input_embeddings().weight.dtype == torch.float16) != config.half_embeddings:
+                set_precision(clf.model, config.half_embeddings)
+                clf.save(path)  # kept as it is used from now on: the next load needs no conversion
+            return calibrate(clf, preset, config, folder=path)
         except Exception:
             shutil.rmtree(path, ignore_errors=True)  # corrupt: retrain
     clf = train_classifier(preset, config, on_step, stop_event)

@@ -113,3 +113,24 @@ def test_calibration_puts_the_combined_gate_under_alpha(small_preset, small_clas
     assert clf.report["test"]["forget_recall"] >= clf.report["test_classifier_only"]["forget_recall"]
     clf.save(tmp_path / "clf")
     assert PromptClassifier.load(str(tmp_path / "clf")).lexicon == clf.lexicon
+
+
+def test_half_precision_embeddings_halve_the_table_and_keep_the_scores(small_classifier):
+    import copy
+
+    import torch
+
+    from engine.classifier import set_precision
+
+    prompts = ["Who is Albus Dumbledore?", "What is the capital of France?", "Tell me about Quidditch."]
+    full = copy.deepcopy(small_classifier.model)
+    set_precision(full, half_embeddings=False)
+    half = copy.deepcopy(full)
+    set_precision(half, half_embeddings=True)
+    assert half.get_input_embeddings().weight.dtype == torch.float16
+    assert all(p.dtype == torch.float32 for n, p in half.named_parameters() if "word_embeddings" not in n)
+    size = lambda m: sum(p.numel() * p.element_size() for p in m.parameters())  # noqa: E731
+    table = full.get_input_embeddings().weight.numel()
+    assert size(full) - size(half) == table * 2
+    score = lambda m: PromptClassifier(m, small_classifier.tokenizer).classifier_score(prompts)  # noqa: E731
+    assert score(half) == pytest.approx(score(full), abs=1e-3)
