@@ -153,7 +153,6 @@ def _numbers(text: str, what: str, cast=float) -> list:
 
 def cmd_generate(args) -> dict:
     from .generation import GenerationConfig
-    from .workbench import Workbench
 
     config = GenerationConfig(
         max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,

@@ -48,7 +48,7 @@ def _open(spec: dict, folder: Path, label: str):
     except ImportError:  # pragma: no cover - datasets is a requirement
         raise PresetError(f"{label}: the 'datasets' package is needed to read a dataset source.") from None
     name = spec["dataset"]
-    local = (folder / name) if not Path(name).is_absolute() else Path(name)
+    local = folder / name  # an absolute name stays absolute
     try:
         if local.is_dir() and (local / "dataset_info.json").is_file():
             ds = datasets.load_from_disk(str(local))

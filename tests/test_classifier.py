@@ -83,7 +83,7 @@ def test_the_lexicon_matches_whole_names_case_sensitively(small_classifier):
 
 
 def test_the_lexicon_keeps_forget_only_entities():
-    from engine.classifier import forget_lexicon
+    from engine.lexicon import forget_lexicon
 
     forget = ["Cho Chang studied at Hogwarts with Harry Potter.", "Felix Felicis is a luck potion.",
               "Harry visited London with Cho Chang."]
@@ -94,7 +94,7 @@ def test_the_lexicon_keeps_forget_only_entities():
 
 
 def test_the_lexicon_keeps_rare_names_and_drops_common_words(small_classifier):
-    from engine.classifier import rare_names_only
+    from engine.lexicon import rare_names_only
 
     entries = [("Dumbledore", "PERSON"), ("Ireland", "GPE"), ("Order", "ORG"), ("Sirius Black", "PERSON"),
                ("United Kingdom", "GPE"), ("Felix Felicis", "PRODUCT")]

@@ -6,7 +6,7 @@ import threading
 
 import gradio as gr
 
-from engine import GenerationConfig, GenerationStats
+from engine import GenerationConfig
 from engine.corruptions import list_corruptions
 from engine.eco import GATES, UNITS, ECOConfig
 from engine.selection import MODES
