@@ -58,6 +58,13 @@ def test_erase_target_is_base_plus_eta_times_novice_minus_expert():
     assert torch.equal(top1, torch.nn.functional.one_hot(want.argmax(-1), 3).float())
 
 
+def test_erase_target_stays_on_the_rows_device():
+    """The eta ramp is built where the rows live (a CPU ramp broke ELM on CUDA)."""
+    rows = torch.empty(4, 7, device="meta")
+    for topk in (0, 3):
+        assert erase_target(rows, rows, rows, eta=30.0, topk=topk).device.type == "meta"
+
+
 def test_soft_cross_entropy_of_uniform_target_is_log_vocab():
     assert soft_cross_entropy(torch.zeros(2, 5), torch.full((2, 5), 0.2)).item() == pytest.approx(math.log(5))
 

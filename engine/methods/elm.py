@@ -100,7 +100,8 @@ def erase_target(l0: torch.Tensor, l_expert: torch.Tensor, l_novice: torch.Tenso
 
     The inputs are log-softmax rows (T, V) already at the chosen temperature."""
     n = l0.shape[0]
-    ramp = torch.linspace(1.0, float(eta), n, dtype=torch.float64) if n > 1 else torch.full((1,), float(eta), dtype=torch.float64)
+    ramp = (torch.linspace(1.0, float(eta), n, dtype=torch.float64, device=l0.device) if n > 1
+            else torch.full((1,), float(eta), dtype=torch.float64, device=l0.device))
     logits = l0.double() + ramp[:, None] * (l_novice.double() - l_expert.double())
     if 0 < topk < logits.shape[-1]:
         kth = logits.topk(topk, dim=-1).values[:, -1:]
