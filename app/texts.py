@@ -53,6 +53,7 @@ TOKENS = "Prompt tokens (selected ones are highlighted; click a token to toggle 
 GATE_STATUS = "Gate"
 GATE_LINE = "**p(forget) = {score:.3f}** vs τ = {threshold:.3f} → {decision}"
 GATE_MATCHED = " (it names {names}, known only from the forget data)"
+GATE_KEPT = " (it names {names}, known only from the retain data)"
 GATE_FIXED = "Gate set to **{gate}** → {decision}"
 CORRUPTS = "ECO corrupts the prompt"
 PASSES = "the prompt passes unchanged"

