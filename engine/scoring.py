@@ -56,10 +56,9 @@ def continuation_logprobs(model, tokenizer, prefixes: Sequence[str], continuatio
             logits = model(input_ids=ids, attention_mask=attn).logits
         else:
             logits = model(inputs_embeds=embed(ids, pmask), attention_mask=attn).logits
-        logp = torch.log_softmax(logits.float(), dim=-1)  # (B, T, V)
-        for i, (a, b) in enumerate(spans):
-            targets = ids[i, a:b]
-            token_lp = logp[i, a - 1:b - 1].gather(-1, targets[:, None]).squeeze(-1)
+        for i, (a, b) in enumerate(spans):  # normalise only the rows that predict the continuation:
+            rows = logits[i, a - 1:b - 1].float()  # no (B, T, V) log-softmax copy (memory peak)
+            token_lp = rows.gather(-1, ids[i, a:b, None]).squeeze(-1) - torch.logsumexp(rows, dim=-1)
             out.append(token_lp.mean().item())
     return out
 

@@ -147,3 +147,20 @@ def test_generation_metrics_do_not_depend_on_the_batch(tiny_lm, star_wars_small)
         one = generate_batch(EvalContext(tiny_lm, star_wars_small, "test", eco, batch_size=1), prompts, 6)
         four = generate_batch(EvalContext(tiny_lm, star_wars_small, "test", eco, batch_size=4), prompts, 6)
         assert one == four and all(isinstance(t, str) for t in one)
+
+
+def test_continuation_logprobs_equal_a_full_log_softmax_by_hand(tiny_lm):
+    import torch
+
+    from engine.scoring import continuation_logprobs
+
+    tok, model = tiny_lm.tokenizer, tiny_lm.model
+    pairs = [("The sky is", " blue"), ("A much longer prefix that needs padding in the batch", " and more words")]
+    got = continuation_logprobs(model, tok, [p for p, _ in pairs], [c for _, c in pairs], batch_size=2)
+    for (prefix, cont), value in zip(pairs, got):
+        p = tok(prefix, add_special_tokens=True)["input_ids"]
+        c = tok(cont, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=torch.tensor([p + c])).logits[0].float(), -1)
+        want = sum(logp[len(p) - 1 + j, t].item() for j, t in enumerate(c)) / len(c)
+        assert value == pytest.approx(want, abs=1e-4)
