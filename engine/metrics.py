@@ -273,7 +273,8 @@ def output_metrics(wb, prompt: str, texts: list[str], config, preset: Preset) ->
     """Quick metrics under each Compare column: base-model perplexity, unique-token ratio, keywords."""
     lm = wb._lm()
     with wb.variants.use(None):
-        ppl = output_perplexity(lm, [prompt] * len(texts), texts, chat=config.chat)
+        # one answer at a time: four long answers in one batch would hold four (T, vocab) logit tables
+        ppl = output_perplexity(lm, [prompt] * len(texts), texts, batch_size=1, chat=config.chat)
     clean = lambda x: None if x != x else x  # noqa: E731 - NaN (empty output) becomes null in JSON
     return [{"perplexity": clean(p), "unique_token_ratio": clean(unique_token_ratio(lm.tokenizer, t)),
              "keywords": keyword_mentions(t, preset.forget_keywords)} for p, t in zip(ppl, texts)]
