@@ -106,7 +106,9 @@ class PromptClassifier:
 
     def gate_score(self, prompt: str, p_forget: float) -> float:
         """1 for a forget-lexicon name, else 0 for a retain-lexicon name, else p(forget)."""
-        return 1.0 if self.matches(prompt) else 0.0 if self.kept(prompt) else p_forget
+        if self.matches(prompt):
+            return 1.0
+        return 0.0 if found_names(self._retain_pattern, prompt) else p_forget
 
     @torch.inference_mode()
     def classifier_score(self, prompts: list[str], batch_size: int = 64) -> list[float]:
