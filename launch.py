@@ -6,16 +6,20 @@ it never installs anything (that is `make setup`).
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import importlib.util
 import os
+import re
 import sys
 import time
+from pathlib import Path
 
 REQUIRED = {  # import name -> pip name
     "torch": "torch==2.13.0", "transformers": "transformers", "gradio": "gradio", "peft": "peft",
     "gguf": "gguf", "yaml": "pyyaml", "plotly": "plotly", "pandas": "pandas", "spacy": "spacy",
 }
-FIX = "run `make setup` (or `.venv/bin/pip install -r requirements.txt`)"
+FIX = "run `make setup`"
+LOCK = Path(__file__).resolve().parent / "requirements.lock"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -30,6 +34,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--offline", action="store_true", help="never contact the Hugging Face Hub")
     p.add_argument("--trust-remote-code", action="store_true", help="run model code from the Hub (off by default)")
     p.add_argument("--auth", default=None, metavar="USER:PASS", help="require a login (repeat users with commas)")
+    p.add_argument("--skip-version-check", action="store_true",
+                   help="start even when installed packages differ from requirements.lock")
     p.add_argument("--space", action="store_true",
                    help="Hugging Face Spaces mode: bind 0.0.0.0:7860 with caps (also on when SPACE_ID is set)")
     return p.parse_args(argv)
@@ -55,7 +61,47 @@ def parse_auth(text: str | None) -> list[tuple[str, str]] | None:
     return pairs
 
 
-def check_environment() -> list[str]:
+def canonical(name: str) -> str:
+    """A distribution name as pip compares them (PEP 503): case, '-', '_' and '.' do not matter."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def read_lock(path: Path = LOCK) -> dict[str, str]:
+    """requirements.lock as {canonical name: exact version}; comments and blank lines skipped."""
+    pins = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        name, sep, version = line.partition("==")
+        if not sep or not name.strip() or not version.strip():
+            raise ValueError(f"{path.name} line {n}: expected NAME==VERSION, got {line!r}.")
+        pins[canonical(name.strip())] = version.strip()
+    return pins
+
+
+def lock_drift(path: Path = LOCK) -> list[str]:
+    """How the installed distributions differ from the lock, one short phrase each (empty: none).
+
+    A local version label (torch's "+cpu" build) is not a difference: the lock pins the release."""
+    installed = {canonical(d.metadata["Name"]): d.version for d in importlib.metadata.distributions()
+                 if d.metadata["Name"]}
+    drift = []
+    for name, version in sorted(read_lock(path).items()):
+        have = installed.get(name)
+        if have is None:
+            drift.append(f"{name} missing (locked {version})")
+        elif have.split("+", 1)[0] != version.split("+", 1)[0]:
+            drift.append(f"{name} {have} (locked {version})")
+    return drift
+
+
+def drift_sentence(drift: list[str]) -> str:
+    shown = "; ".join(drift[:5]) + (f"; and {len(drift) - 5} more" if len(drift) > 5 else "")
+    return f"Installed packages differ from requirements.lock ({shown}): {FIX} to install the locked versions."
+
+
+def check_environment(lock: Path | None = LOCK) -> list[str]:
     """Problems with this Python environment, each with the command that fixes it."""
     problems = []
     if sys.version_info < (3, 10):
@@ -64,6 +110,8 @@ def check_environment() -> list[str]:
     for module, pip_name in REQUIRED.items():
         if importlib.util.find_spec(module) is None:
             problems.append(f"Missing package '{pip_name}': {FIX}.")
+    if lock is not None and lock.exists() and (drift := lock_drift(lock)):
+        problems.append(drift_sentence(drift))
     return problems
 
 
@@ -84,11 +132,17 @@ def warm_classifier(workbench) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    problems = check_environment()
+    space = args.space or bool(os.environ.get("SPACE_ID"))
+    problems = check_environment(None if args.skip_version_check else LOCK)
     if problems:
         for line in problems:
             print(f"lethe: {line}", file=sys.stderr)
-        return 1
+        # a Space's platform installs some packages itself: there a version drift only warns
+        fatal = [p for p in problems if not (space and p.startswith("Installed packages differ"))]
+        if fatal:
+            if any(p.startswith("Installed packages differ") for p in fatal):
+                print("lethe: (or start anyway with --skip-version-check)", file=sys.stderr)
+            return 1
     if args.offline:
         os.environ["HF_HUB_OFFLINE"] = "1"
     try:
@@ -96,7 +150,6 @@ def main(argv=None) -> int:
     except ValueError as exc:
         print(f"lethe: {exc}", file=sys.stderr)
         return 2
-    space = args.space or bool(os.environ.get("SPACE_ID"))
     host, port = ("0.0.0.0", 7860) if space else (args.host, args.port)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     start = time.perf_counter()

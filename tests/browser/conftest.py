@@ -35,6 +35,14 @@ def server():
     else:
         proc.kill()
         raise RuntimeError("server did not start in 240 s")
+    # On a fresh machine the gate classifier trains at first start (about 2 minutes on 2 cores):
+    # wait for it, so no test's own time limit pays for it.
+    deadline = time.time() + 600
+    while "gate classifier" not in Path(log.name).read_text(errors="replace"):
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            raise RuntimeError(f"the gate classifier did not get ready, see {log.name}")
+        time.sleep(1)
     yield url
     proc.terminate()
     try:
@@ -47,7 +55,8 @@ def server():
 @pytest.fixture(scope="session")
 def browser():
     if not Path(CHROMIUM).exists():
-        pytest.fail("Debian chromium is not installed at /usr/bin/chromium (.ci/run installs it).")
+        pytest.fail("Debian chromium is not installed at /usr/bin/chromium: run `make browser` as root "
+                    "(or `sudo apt-get install -y chromium`).")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
