@@ -32,8 +32,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     p.add_argument("--offline", action="store_true", help="never contact the Hugging Face Hub")
-    p.add_argument("--trust-remote-code", action="store_true", help="run model code from the Hub (off by default)")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="let the models you name here run code from their repository (off by default; "
+                        "clients can never switch it on)")
+    p.add_argument("--allow-model", action="append", default=[], metavar="NAME",
+                   help="a model clients may load from the Model tab, besides the default, --model and the "
+                        "models already in the Hugging Face cache (repeatable)")
     p.add_argument("--auth", default=None, metavar="USER:PASS", help="require a login (repeat users with commas)")
+    p.add_argument("--insecure", action="store_true",
+                   help="allow a non-loopback --host or --share without --auth (anyone who reaches it can use it)")
     p.add_argument("--skip-version-check", action="store_true",
                    help="start even when installed packages differ from requirements.lock")
     p.add_argument("--space", action="store_true",
@@ -59,6 +66,18 @@ def parse_auth(text: str | None) -> list[tuple[str, str]] | None:
             raise ValueError("--auth takes USER:PASS (several separated by commas), e.g. --auth alice:s3cret.")
         pairs.append((user, password))
     return pairs
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def exposure_problem(host: str, share: bool, auth, space: bool, insecure: bool) -> str | None:
+    """Why the server must not start as asked (reachable from other machines with no login), or None."""
+    if space or auth or insecure or (host in LOOPBACK and not share):
+        return None
+    where = "a public share link" if share else f"--host {host}"
+    return (f"{where} makes the workbench reachable from other machines, and it has no login: add "
+            "--auth USER:PASS, or pass --insecure if anyone who can reach it may use it.")
 
 
 def canonical(name: str) -> str:
@@ -150,6 +169,9 @@ def main(argv=None) -> int:
     except ValueError as exc:
         print(f"lethe: {exc}", file=sys.stderr)
         return 2
+    if problem := exposure_problem(args.host, args.share, auth, space, args.insecure):
+        print(f"lethe: {problem}", file=sys.stderr)
+        return 2
     host, port = ("0.0.0.0", 7860) if space else (args.host, args.port)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     start = time.perf_counter()
@@ -162,14 +184,16 @@ def main(argv=None) -> int:
     except Exception as exc:
         print(f"lethe: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
         return 1
-    settings = {"model": args.model, **(SPACE_SETTINGS if space else {})}
+    # with --trust-remote-code only the models named here may be loaded, not everything in the cache
+    settings = {"model": args.model, "allow_models": args.allow_model,
+                "allow_cached_models": not args.trust_remote_code, **(SPACE_SETTINGS if space else {})}
     workbench.max_prompt_chars = settings.get("max_prompt_chars", workbench.max_prompt_chars)
     demo = build_app(workbench, settings)
     warm_classifier(workbench)
     print(f"lethe: model {workbench.model_info()['name']} ready in {time.perf_counter() - start:.1f} s")
-    if (host not in ("127.0.0.1", "localhost") or args.share) and not auth and not space:
-        print("lethe: warning: the workbench is reachable from other machines and has no login; "
-              "add --auth USER:PASS.", file=sys.stderr)
+    if (host not in LOOPBACK or args.share) and not auth and not space:
+        print("lethe: warning: --insecure: the workbench is reachable from other machines and has no login.",
+              file=sys.stderr)
     demo.launch(server_name=host, server_port=port, share=args.share, auth=auth, **launch_kwargs(settings))
     return 0
 

@@ -18,10 +18,14 @@ def _message(exc: BaseException) -> str:
 
 
 def _raise_ui(exc: BaseException):
+    """A user's mistake is one log line; a bug keeps its traceback (logged once, here)."""
     if isinstance(exc, gr.Error):
         raise exc
-    log.warning("request failed: %s", exc, exc_info=not isinstance(exc, USER_ERRORS))
-    raise gr.Error(_message(exc)) from exc
+    if isinstance(exc, USER_ERRORS):
+        log.warning("request refused: %s", _message(exc))
+    else:
+        log.error("request failed: %s", _message(exc), exc_info=exc)
+    raise gr.Error(_message(exc), print_exception=False) from exc
 
 
 def ui_errors(fn):

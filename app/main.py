@@ -19,7 +19,9 @@ CSS_PATH = STATIC / "workbench.css"
 
 def build_app(workbench, settings: dict | None = None) -> gr.Blocks:
     settings = dict(settings or {})
-    with gr.Blocks(title=texts.TITLE) as demo:
+    settings["model_allowlist"] = model_allowlist(settings)
+    # uploaded files (capsules) are removed an hour after upload, checked every 10 minutes
+    with gr.Blocks(title=texts.TITLE, delete_cache=(600, 3600)) as demo:
         gr.Markdown(f"# {texts.TITLE}\n{texts.TAGLINE}", elem_id="lethe-header")
         with gr.Tabs():
             play = playground_tab.build(workbench, settings)
@@ -39,7 +41,22 @@ def build_app(workbench, settings: dict | None = None) -> gr.Blocks:
     return demo
 
 
+MAX_UPLOAD = "5mb"  # the largest file a client may upload (run capsules are at most 5 MB)
+
+
 def launch_kwargs(settings: dict) -> dict:
     """Arguments for demo.launch() that belong to the app: styling and a minimal file surface."""
     return dict(css_paths=[CSS_PATH], allowed_paths=[], ssr_mode=False, show_error=True,
-                footer_links=["api", "settings"])
+                footer_links=["api", "settings"], max_file_size=settings.get("max_file_size", MAX_UPLOAD))
+
+
+def model_allowlist(settings: dict) -> list[str]:
+    """The models a client may load, by name: the operator's list when given, else the embedded
+    default, the model the server started with and the models already in the Hugging Face cache."""
+    if settings.get("model_allowlist"):
+        return list(dict.fromkeys(settings["model_allowlist"]))
+    from engine.models import cached_hub_models
+
+    cached = cached_hub_models() if settings.get("allow_cached_models", True) else []
+    return list(dict.fromkeys(["default", settings.get("model") or "default", *settings.get("allow_models", ()),
+                               *cached]))

@@ -9,13 +9,13 @@ INTRO = (
 
 MODEL_TAB = "Model"
 MODEL_HELP = (
-    "`default` is the embedded SmolLM2-135M-Instruct. Any Hugging Face id or local folder works too; "
-    "several GPUs are used together automatically."
+    "`default` is the embedded SmolLM2-135M-Instruct. The list holds the models this server allows: "
+    "the one it started with and the models in its Hugging Face cache (the operator adds others with "
+    "`--allow-model`). Several GPUs are used together automatically."
 )
-MODEL_NAME = "Model (default, Hub id or local folder)"
+MODEL_NAME = "Model"
 DEVICE = "Device"
 DTYPE = "Precision"
-TRUST_REMOTE_CODE = "Trust remote code (runs code from the model's repository)"
 LOAD = "Load model"
 LOADING = "Loading {name}…"
 MODEL_INFO = "Loaded model"

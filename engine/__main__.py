@@ -280,7 +280,7 @@ def cmd_train(args) -> dict:
     wb = _workbench(args, preset=args.preset)
 
     def progress(rec):
-        print(json.dumps(rec), file=sys.stderr, flush=True)
+        print(json_text(rec), file=sys.stderr, flush=True)
 
     return wb.train(args.method, settings, on_step=progress if args.progress else None, out_dir=out)
 
@@ -323,12 +323,26 @@ def main(argv=None) -> int:
         print(f"error: {error_line(exc)}", file=sys.stderr)
         return 2
     if getattr(args, "json", False):
-        print(json.dumps(result, ensure_ascii=False))
+        print(json_text(result))
     elif "text" in result:
         print(result["text"])
     else:
-        print(json.dumps(result, indent=2, ensure_ascii=False))
+        print(json_text(result, indent=2))
     return 0
+
+
+def json_text(result, indent: int | None = None) -> str:
+    """Strict JSON: a NaN or infinite number (an empty metric, say) is written as null."""
+    def clean(x):
+        if isinstance(x, float) and (x != x or x in (float("inf"), float("-inf"))):
+            return None
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [clean(v) for v in x]
+        return x
+
+    return json.dumps(clean(result), indent=indent, ensure_ascii=False, allow_nan=False, default=str)
 
 
 if __name__ == "__main__":

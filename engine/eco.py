@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
 
+from . import checks
 from .classifier import PromptClassifier
 from .corruptions import USES_DIMS, get_corruption
 from .models import LoadedModel
@@ -40,6 +41,9 @@ class ECOConfig:
 
     def validate(self, hidden_size: int) -> "ECOConfig":
         get_corruption(self.corruption)  # unknown names list the known ones
+        checks.seed(self.seed, "ECO seed")
+        checks.integer("dims", self.dims, 0, 10**7)
+        checks.threshold(self.threshold)
         s = float(self.strength)
         if s != s or s in (float("inf"), float("-inf")):
             raise ValueError("Strength must be a finite number.")

@@ -8,7 +8,7 @@ import threading
 import time
 from typing import Iterator
 
-from . import zo
+from . import checks, zo
 from .eco import ECO, ECOConfig, probe_summary
 from .variants import AdapterError, WEIGHT_METHODS
 
@@ -68,7 +68,7 @@ class Experiments:
               on_step=None, stop_event: threading.Event | None = None, out_dir: str | None = None) -> dict:
         """Train an ELM or SKU adapter on the preset; it becomes the preset's `method` variant at
         once (and is saved to `out_dir` when given). Stop discards it and keeps the old one."""
-        from .methods import Trainer, get_method, make_config
+        from .methods import Trainer, TrainingStopped, get_method, make_config
         from .runs import versions
 
         cls, _ = get_method(method)
@@ -88,6 +88,9 @@ class Experiments:
         }
         scale = -config.negation if cls.name == "sku" else 1.0
         with self.lock:
+            if stop_event is not None and stop_event.is_set():  # stopped after the last step: still discarded
+                vs.delete(name)
+                raise TrainingStopped("Training was stopped; the unfinished adapter was discarded.")
             vs.register(cls.name, name, cls.name, record, out_dir, scale, preset=p.name)
             if out_dir:
                 vs.save(name, out_dir, record)
@@ -139,9 +142,25 @@ class Experiments:
                else None)
         return make_capsule(self._lm(), p, result, clf)
 
-    def replay(self, capsule: dict) -> dict:
-        """Re-run a capsule's evaluation here and compare: {same, rows: [...], warnings: [...]}."""
-        from .runs import compare_rows, weights_hash
+    def replay(self, capsule: dict, names_only: bool = False) -> dict:
+        """Re-run a capsule's evaluation here and compare: {same, rows: [...], warnings: [...]}.
+
+        names_only (how the app replays a client's capsule): the preset must be one of the server's
+        presets by name and a probes file one of that preset's own files, by name; a path is
+        refused in one sentence that does not say whether it exists."""
+        from .runs import check_capsule, compare_rows, weights_hash
+
+        check_capsule(capsule)
+        s = capsule["settings"]
+        probes_file = s.get("probes_file")
+        if names_only:
+            from .presets import list_presets, load_preset
+
+            preset = checks.plain_name("preset", s.get("preset") or capsule["preset"]["name"], list_presets())
+            if probes_file is not None:
+                data = load_preset(preset).root / "data"
+                known = sorted(f.name for f in data.glob("*probes*.jsonl"))
+                probes_file = str(data / checks.plain_name("probe file", probes_file, known))
 
         warnings = []
         lm = self._lm()
@@ -149,7 +168,6 @@ class Experiments:
             lm.extras["weights_sha256"] = weights_hash(lm.model)
         if capsule["model"]["weights_sha256"] != lm.extras["weights_sha256"]:
             warnings.append("The loaded model's weights differ from the capsule's.")
-        s = capsule["settings"]
         p = self._preset(s.get("preset") or capsule["preset"]["name"])
         if p.data_hash() != capsule["preset"]["data_sha256"]:
             warnings.append(f"The preset {p.name!r} data differ from the capsule's.")
@@ -160,7 +178,7 @@ class Experiments:
             elif have["weights_sha256"] != want.get("weights_sha256") or have["scale"] != want.get("scale"):
                 warnings.append(f"The loaded {key.upper()} adapter differs from the capsule's.")
         result = self.evaluate(s["variants"], s["metrics"], s["split"], ECOConfig.from_dict(s["eco"]), p.name,
-                               s.get("probes_file"), s.get("batch_size", 32))
+                               probes_file, s.get("batch_size", 32))
         rows = compare_rows(capsule["rows"], result.rows())
         return {"same": all(r["same"] for r in rows) and not warnings, "rows": rows, "warnings": warnings}
 
@@ -177,7 +195,9 @@ class Experiments:
               split: str = "test", preset: str | None = None, on_point=None,
               stop_event: threading.Event | None = None) -> list[dict]:
         """Forget/retain probe accuracy and mean log-prob at each strength (x dims): a dose-response."""
-        eco = eco or ECOConfig()
+        eco = (eco or ECOConfig()).validate(self._lm().model.config.hidden_size)
+        strengths = checks.number_list("strengths", strengths, 0, 1e9)
+        dims = checks.number_list("dims", dims, 0, self._lm().model.config.hidden_size, whole=True) if dims else None
         base = {s: self.probe_accuracy(s, split, None, preset) for s in ("forget", "retain")}
         points = []
         for d in (dims or [eco.dims]):

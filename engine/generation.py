@@ -16,6 +16,7 @@ from typing import Iterator
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
+from . import checks
 from .models import format_chat
 
 
@@ -29,12 +30,13 @@ class GenerationConfig:
     chat: bool = field(default=True, metadata={"help": "Wrap the prompt in the model's chat template."})
 
     def validate(self) -> "GenerationConfig":
-        if not 1 <= int(self.max_new_tokens) <= 4096:
-            raise ValueError(f"max_new_tokens must be between 1 and 4096, got {self.max_new_tokens}.")
-        if not (self.temperature == self.temperature) or not 0 <= self.temperature <= 5:
-            raise ValueError(f"temperature must be between 0 and 5, got {self.temperature}.")
-        if not 0 < self.top_p <= 1:
+        checks.integer("max_new_tokens", self.max_new_tokens, 1, 4096)
+        checks.finite("temperature", self.temperature, 0, 5)
+        if not 0 < checks.finite("top_p", self.top_p, 0, 1):
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}.")
+        checks.seed(self.seed)
+        for s in self.stop:
+            checks.text("a stop string", s, 200)
         return self
 
     def to_dict(self) -> dict:

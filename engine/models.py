@@ -197,6 +197,19 @@ def _load_default(dtype: torch.dtype, device_map) -> tuple[object, object, str]:
 
 # ---------------------------------------------------------------------------- any model
 
+def cached_hub_models() -> list[str]:
+    """Hub ids of the models already in the local Hugging Face cache (no network)."""
+    try:
+        from huggingface_hub.constants import HF_HUB_CACHE
+    except ImportError:
+        return []
+    out = []
+    for folder in sorted(Path(HF_HUB_CACHE).glob("models--*")):
+        if any((folder / "snapshots").glob("*/config.json")):
+            out.append(folder.name[len("models--"):].replace("--", "/"))
+    return out
+
+
 def resolve_device(device: str) -> str:
     if device not in ("auto", "cpu", "cuda"):
         raise ModelLoadError(f"Unknown device {device!r}: use auto, cpu or cuda.")

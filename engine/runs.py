@@ -83,11 +83,31 @@ def load_capsule(path_or_text: str | Path | bytes) -> dict:
         cap = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise ValueError("The capsule is not valid JSON.") from None
+    return check_capsule(cap)
+
+
+REQUIRED = {  # section -> {field: type} a replay reads
+    "model": {"weights_sha256": str},
+    "preset": {"name": str, "data_sha256": str},
+    "settings": {"variants": list, "metrics": list, "split": str, "eco": dict},
+}
+
+
+def check_capsule(cap) -> dict:
+    """The capsule, or ValueError naming every missing or mistyped field in one sentence."""
     if not isinstance(cap, dict) or cap.get("kind") != "lethe-evaluation":
         raise ValueError("This JSON file is not a Lethe run capsule.")
-    for key in ("model", "preset", "settings", "rows"):
-        if key not in cap:
-            raise ValueError(f"The capsule has no '{key}' section.")
+    problems = []
+    for section, wanted in REQUIRED.items():
+        part = cap.get(section)
+        if not isinstance(part, dict):
+            problems.append(section)
+            continue
+        problems += [f"{section}.{k}" for k, t in wanted.items() if not isinstance(part.get(k), t)]
+    if not isinstance(cap.get("rows"), list):
+        problems.append("rows")
+    if problems:
+        raise ValueError(f"The capsule is missing or has a wrong type for: {', '.join(problems)}.")
     return cap
 
 

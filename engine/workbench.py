@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Iterator
 
-from . import generation
+from . import checks, generation
 from .classifier import ClassifierConfig, PromptClassifier, gate_report, preset_classifier
 from .eco import ECO, ECOConfig, ECOPlan
 from .experiments import Experiments
@@ -27,11 +27,7 @@ def check_prompt(prompt: str, max_chars: int = MAX_PROMPT_CHARS) -> str:
     """Return the prompt, or raise ValueError with one sentence saying what is wrong."""
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError("The prompt is empty: type a question or a sentence to continue.")
-    if len(prompt) > max_chars:
-        raise ValueError(f"The prompt has {len(prompt):,} characters; the limit is {max_chars:,}.")
-    if "\x00" in prompt:
-        raise ValueError("The prompt contains a NUL character; remove it and try again.")
-    return prompt
+    return checks.text("The prompt", prompt, max_chars)
 
 
 class Workbench(Experiments):
@@ -127,8 +123,9 @@ class Workbench(Experiments):
         it names instead, which score it 0)."""
         for p in prompts:
             check_prompt(p, self.max_prompt_chars)
+        threshold = checks.threshold(threshold)
         clf = self.classifier(preset)
-        t = clf.threshold if threshold is None else float(threshold)
+        t = clf.threshold if threshold is None else threshold
         scores = clf.score(prompts)
         return {"threshold": t, "classifier": clf.name,
                 "results": [{"prompt": p, "score": s, "flagged": s > t, "matched": clf.matches(p),

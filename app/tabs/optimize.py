@@ -2,14 +2,14 @@
 and a strength (x dims) sweep drawn as a dose-response plot."""
 from __future__ import annotations
 
-import threading
-
 import gradio as gr
 
+from engine import checks
 from engine.zo import ZOConfig
 
 from .. import plots, texts
 from ..errors import ui_errors
+from ..jobs import run_job
 from .playground import eco_config
 
 
@@ -22,7 +22,7 @@ def build(workbench, settings) -> dict:
             nb_lr = gr.Number(value=z.lr, label=texts.ZO_LR)
             nb_eps = gr.Number(value=z.eps, label=texts.ZO_EPS)
             nb_min = gr.Number(value=z.min, label=texts.ZO_MIN)
-            nb_steps = gr.Number(value=z.steps, precision=0, label=texts.ZO_STEPS,
+            nb_steps = gr.Number(value=z.steps, step=1, label=texts.ZO_STEPS,
                                  maximum=settings.get("max_zo_steps", 100))
             nb_target = gr.Number(value=0.25, label=texts.ZO_TARGET)
             dd_metric = gr.Dropdown(["forget_probe_accuracy", "forget_probe_logprob"],
@@ -69,11 +69,21 @@ def wire(ui: dict, workbench, settings, playground: dict) -> None:
     @ui_errors
     def optimize(init, lr, eps, min_, steps, target, metric, *eco_values, progress=gr.Progress()):
         cap = settings.get("max_zo_steps", 100)
-        zc = ZOConfig(init=float(init), lr=float(lr), eps=float(eps), min=float(min_),
-                      steps=min(int(steps), cap)).validate()
-        records, event = [], threading.Event()
-        for rec in workbench.optimize(eco_config(*eco_values), zc, metric=metric, target=float(target),
-                                      stop_event=event):
+        zc = ZOConfig(init=checks.finite("init", init), lr=checks.finite("lr", lr), eps=checks.finite("eps", eps),
+                      min=checks.finite("min", min_),
+                      steps=min(checks.integer("steps", steps, 1, 10_000), cap)).validate()
+        goal = checks.finite("target", target, -1e6, 1e6)
+        eco, records = eco_config(*eco_values).validate(workbench.model_info()["hidden_size"]), []
+
+        def work(on_step, stop_event):
+            for rec in workbench.optimize(eco, zc, metric=metric, target=goal, stop_event=stop_event):
+                on_step(rec)
+
+        for kind, rec in run_job(work, name="lethe-optimize"):
+            if kind != "step":
+                if kind == "tick":
+                    yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
+                continue
             records.append(rec)
             progress(rec["step"] / zc.steps, desc=f"step {rec['step']}/{zc.steps}")
             best = {"strength": rec["best_strength"], "objective": rec["best_objective"]}
@@ -87,12 +97,21 @@ def wire(ui: dict, workbench, settings, playground: dict) -> None:
 
     @ui_errors
     def sweep(strengths, dims, split, *eco_values, progress=gr.Progress()):
-        s_values = parse_numbers(strengths, "the strengths")
+        s_values = checks.number_list("strengths", parse_numbers(strengths, "the strengths"), 0, 1e9)
         d_values = parse_numbers(dims, "the dims", int)
-        points, event = [], threading.Event()
+        eco = eco_config(*eco_values).validate(workbench.model_info()["hidden_size"])
+        points = []
         total = len(s_values) * len(d_values)
         progress(0, desc="Original probes…")
-        for point in _sweep_points(workbench, s_values, d_values, split, eco_config(*eco_values), event):
+
+        def work(on_step, stop_event):
+            return workbench.sweep(s_values, eco, dims=d_values, split=split, on_point=on_step, stop_event=stop_event)
+
+        for kind, point in run_job(work, name="lethe-sweep"):
+            if kind != "step":
+                if kind == "tick":
+                    yield gr.skip(), gr.skip()
+                continue
             points.append(point)
             progress(len(points) / total, desc=f"point {len(points)}/{total}")
             yield plots.sweep_figure(points), _table(points)
@@ -107,34 +126,6 @@ def wire(ui: dict, workbench, settings, playground: dict) -> None:
     sw = ui["btn_sweep"].click(sweep, [ui["tb_strengths"], ui["tb_dims"], ui["dd_split"], *eco_inputs],
                                [ui["pl_sweep"], ui["df_sweep"]], api_name="sweep", concurrency_id="model")
     ui["btn_sweep_stop"].click(None, None, None, cancels=[sw], api_visibility="private")
-
-
-def _sweep_points(workbench, strengths, dims, split, eco, event):
-    """Yield sweep points one by one (the engine's sweep reports each through a callback)."""
-    import queue
-
-    q: queue.Queue = queue.Queue()
-    done = object()
-    failure = []
-
-    def work():
-        try:
-            workbench.sweep(strengths, eco, dims=dims, split=split, on_point=q.put, stop_event=event)
-        except Exception as exc:  # re-raised in the request thread
-            failure.append(exc)
-        finally:
-            q.put(done)
-
-    worker = threading.Thread(target=work, daemon=True)
-    worker.start()
-    try:
-        while (item := q.get()) is not done:
-            yield item
-    finally:
-        event.set()
-        worker.join()
-    if failure:
-        raise failure[0]
 
 
 def _table(points):

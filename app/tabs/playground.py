@@ -6,7 +6,7 @@ import threading
 
 import gradio as gr
 
-from engine import GenerationConfig
+from engine import GenerationConfig, checks
 from engine.corruptions import list_corruptions
 from engine.eco import GATES, UNITS, ECOConfig
 from engine.selection import MODES
@@ -51,12 +51,12 @@ def build(workbench, settings) -> dict:
                     with gr.Row():
                         dd_gate = gr.Dropdown(list(GATES), value=d.gate, label=texts.GATE)
                         sl_threshold = gr.Slider(0, 1, value=0, step=0.001, label=texts.THRESHOLD)
-                        nb_eco_seed = gr.Number(value=d.seed, precision=0, label=texts.ECO_SEED)
+                        nb_eco_seed = gr.Number(value=d.seed, step=1, label=texts.ECO_SEED)
                 with gr.Accordion(texts.SETTINGS, open=False):
                     sl_tokens = gr.Slider(1, max_tokens, value=min(96, max_tokens), step=1, label=texts.MAX_NEW_TOKENS)
                     sl_temperature = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label=texts.TEMPERATURE)
                     sl_top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label=texts.TOP_P)
-                    nb_seed = gr.Number(value=0, precision=0, label=texts.SEED)
+                    nb_seed = gr.Number(value=0, step=1, label=texts.SEED)
         with gr.Row():
             tb_original = gr.Textbox(label=texts.ORIGINAL, lines=8, interactive=False, elem_id="out-original",
                                      elem_classes="lethe-output")
@@ -76,7 +76,7 @@ def build(workbench, settings) -> dict:
 def check_tokens(settings: dict, max_new_tokens) -> None:
     """Refuse more new tokens than this server allows (Spaces mode sets a cap)."""
     cap = settings.get("max_new_tokens_cap")
-    if cap and int(max_new_tokens) > cap:
+    if cap and checks.integer("max_new_tokens", max_new_tokens, 1, 4096) > cap:
         raise ValueError(f"This server generates at most {cap} new tokens per answer.")
 
 
@@ -95,9 +95,16 @@ def strength_line(workbench, strength, unit) -> str:
 def eco_config(corruption, dims, strength, unit, selection, entities, gate, threshold, eco_seed) -> ECOConfig:
     """The ECO settings of one request, from the UI's values (threshold 0 = calibrated)."""
     types = tuple(t.strip().upper() for t in (entities or "").split(",") if t.strip())
-    return ECOConfig(corruption=corruption, dims=int(dims), strength=float(strength), strength_unit=unit,
-                     selection=selection, entity_types=types, gate=gate,
-                     threshold=float(threshold) if threshold else None, seed=int(eco_seed or 0))
+    return ECOConfig(corruption=corruption, dims=checks.integer("dims", dims, 0, 10**7),
+                     strength=checks.finite("strength", strength), strength_unit=unit, selection=selection,
+                     entity_types=types, gate=gate, threshold=checks.threshold(threshold) if threshold else None,
+                     seed=checks.seed(eco_seed or 0, "ECO seed"))
+
+
+def generation_config(max_new_tokens, temperature, top_p, seed) -> GenerationConfig:
+    return GenerationConfig(max_new_tokens=checks.integer("max_new_tokens", max_new_tokens, 1, 4096),
+                            temperature=checks.finite("temperature", temperature, 0, 5),
+                            top_p=checks.finite("top_p", top_p, 0, 1), seed=checks.seed(seed or 0)).validate()
 
 
 def gate_line(plan_or_result: dict, gate: str) -> str:
@@ -153,8 +160,7 @@ def wire(ui: dict, workbench, settings) -> None:
     @gpu
     def generate(prompt, manual, max_new_tokens, temperature, top_p, seed, *eco_values):
         check_tokens(settings, max_new_tokens)
-        config = GenerationConfig(max_new_tokens=int(max_new_tokens), temperature=float(temperature),
-                                  top_p=float(top_p), seed=int(seed or 0))
+        config = generation_config(max_new_tokens, temperature, top_p, seed)
         cfg = eco_config(*eco_values)
         if manual is not None:
             cfg = ECOConfig.from_dict({**cfg.to_dict(), "selection": "manual"})
@@ -178,8 +184,7 @@ def wire(ui: dict, workbench, settings) -> None:
         """Slider released: regenerate the ECO column only."""
         if not prompt or not prompt.strip():
             return
-        config = GenerationConfig(max_new_tokens=int(max_new_tokens), temperature=float(temperature),
-                                  top_p=float(top_p), seed=int(seed or 0))
+        config = generation_config(max_new_tokens, temperature, top_p, seed)
         cfg = eco_config(*eco_values)
         if manual is not None:
             cfg = ECOConfig.from_dict({**cfg.to_dict(), "selection": "manual"})
@@ -223,7 +228,8 @@ def wire(ui: dict, workbench, settings) -> None:
     # API-only endpoints: /classify and /select_tokens
     @ui_errors
     def api_classify(prompt: str, threshold: float = 0.0) -> dict:
-        return workbench.classify([prompt], threshold=float(threshold) if threshold else None)
+        """The gate's score for one prompt (threshold 0 = the calibrated one)."""
+        return workbench.classify([prompt], threshold=checks.threshold(threshold) if threshold else None)
 
     @ui_errors
     def api_select(prompt: str, selection: str = "ner", entities: str = "") -> dict:

@@ -2,19 +2,18 @@
 live per-term loss plot, Stop, and the new adapter ready as a variant at once."""
 from __future__ import annotations
 
-import queue
-import threading
 import time
 from dataclasses import fields
 from pathlib import Path
 
 import gradio as gr
 
-from engine.methods import METHODS, TrainingStopped
+from engine.methods import METHODS, TrainingStopped, get_method, make_config
 
 from .. import plots, texts
 from ..errors import ui_errors
 from ..gpu import gpu
+from ..jobs import run_job
 
 COMMON = ("steps", "lr", "rank")  # shown for both methods, above the per-method accordions
 HIDDEN = ("targets", "layers", "seed", "batch_size", "max_length", "weight_decay", "linear_decay", "max_grad_norm",
@@ -77,30 +76,21 @@ def adapters_line(workbench) -> str:
     return texts.ADAPTERS_READY.format(names=", ".join(info["variants"])) + notes
 
 
-def run_training(workbench, method: str, values: dict, event: threading.Event, out_dir: str | None):
-    """Train in a worker thread; yield each step record, then the final record (key "done")."""
-    q: queue.Queue = queue.Queue()
-    result, failure = {}, []
+def run_training(workbench, method: str, values: dict, out_dir: str | None):
+    """Train in a worker thread (one training at a time); yield each step record, None while
+    waiting, then the final record (key "done"). Closing the generator stops the training, and a
+    stopped training never installs or saves its adapter."""
+    def work(on_step, stop_event):
+        return workbench.train(method, values, on_step=on_step, stop_event=stop_event, out_dir=out_dir)
 
-    def work():
-        try:
-            result.update(workbench.train(method, values, on_step=q.put, stop_event=event, out_dir=out_dir))
-        except BaseException as exc:  # re-raised in the request thread
-            failure.append(exc)
-        finally:
-            q.put(None)
+    for kind, value in run_job(work, exclusive="train", name="lethe-train"):
+        yield {"done": True, **value} if kind == "done" else value
 
-    worker = threading.Thread(target=work, name="lethe-train", daemon=True)
-    worker.start()
-    try:
-        while (item := q.get()) is not None:
-            yield item
-    finally:  # Stop (the generator is closed) or an error: tell the worker and wait for it
-        event.set()
-        worker.join()
-    if failure:
-        raise failure[0]
-    yield {"done": True, **result}
+
+def out_folder(workbench, method: str, save: bool, settings: dict) -> str | None:
+    if not (save and settings.get("allow_save", True)):
+        return None
+    return str(Path("runs") / "adapters" / f"{workbench.preset.name}-{method}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 def wire(ui: dict, workbench, settings) -> None:
@@ -119,12 +109,12 @@ def wire(ui: dict, workbench, settings) -> None:
         keys, vals = (elm_keys, values[:len(elm_keys)]) if method == "elm" else (sku_keys, values[len(elm_keys):])
         chosen = {k: v for k, v in zip(keys, vals) if v is not None}
         chosen.update(steps=int(steps), lr=float(lr), rank=int(rank))
-        out_dir = None
-        if save and settings.get("allow_save", True):
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            out_dir = str(Path("runs") / "adapters" / f"{workbench.preset.name}-{method}-{stamp}")
-        records, event = [], threading.Event()
-        for rec in run_training(workbench, method, chosen, event, out_dir):
+        out_dir = out_folder(workbench, method, save, settings)
+        records = []
+        for rec in run_training(workbench, method, chosen, out_dir):
+            if rec is None:  # nothing new yet: a heartbeat keeps Stop prompt
+                yield gr.skip(), gr.skip(), gr.skip()
+                continue
             if rec.get("done"):
                 saved = f" Saved to `{out_dir}`." if out_dir else ""
                 yield (texts.TRAINED.format(method=method.upper(), preset=rec["preset"], steps=rec["steps_run"],
@@ -144,8 +134,10 @@ def wire(ui: dict, workbench, settings) -> None:
     ui["btn_train_stop"].click(None, None, None, cancels=[run], api_visibility="private")
 
     @ui_errors
-    def api_train(method: str = "elm", settings_json: str = "{}", save: bool = False) -> dict:
-        """Train an ELM or SKU adapter on the current preset; returns its record (no history)."""
+    def api_train(method: str = "elm", settings_json: str = "{}", save: bool = False) -> dict:  # streamed
+        """Train an ELM or SKU adapter on the current preset. Streams one record per step and ends
+        with the adapter's record (no history); cancelling the job stops the training and keeps the
+        previous adapter."""
         import json
 
         try:
@@ -157,11 +149,14 @@ def wire(ui: dict, workbench, settings) -> None:
         cap = settings.get("max_train_steps")
         if cap and int(values.get("steps", METHODS.get(method, METHODS["elm"])[1]().steps)) > cap:
             raise ValueError(f"This server trains at most {cap} steps per adapter.")
-        out_dir = None
-        if save and settings.get("allow_save", True):
-            out_dir = str(Path("runs") / "adapters" / f"{workbench.preset.name}-{method}-{time.strftime('%Y%m%d-%H%M%S')}")
+        get_method(method)
+        make_config(method, values)  # a bad setting is refused before any work
+        last = {}
         try:
-            return workbench.train(method, values, out_dir=out_dir)
+            for rec in run_training(workbench, method, values, out_folder(workbench, method, save, settings)):
+                if rec is not None:
+                    last = rec
+                yield {k: v for k, v in last.items() if k != "done"}
         except TrainingStopped as e:
             raise ValueError(str(e)) from None
 
