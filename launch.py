@@ -55,6 +55,11 @@ SPACE_SETTINGS = {  # caps for a shared public host; a lab box runs without them
 }
 
 
+def apply_caps(workbench, settings: dict) -> None:
+    """The caps that live on the workbench itself (the app enforces the others)."""
+    workbench.max_prompt_chars = settings.get("max_prompt_chars", workbench.max_prompt_chars)
+
+
 def parse_auth(text: str | None) -> list[tuple[str, str]] | None:
     """"user:pass[,user2:pass2]" -> [(user, pass), ...]; a malformed pair is an error."""
     if not text:
@@ -187,7 +192,7 @@ def main(argv=None) -> int:
     # with --trust-remote-code only the models named here may be loaded, not everything in the cache
     settings = {"model": args.model, "allow_models": args.allow_model,
                 "allow_cached_models": not args.trust_remote_code, **(SPACE_SETTINGS if space else {})}
-    workbench.max_prompt_chars = settings.get("max_prompt_chars", workbench.max_prompt_chars)
+    apply_caps(workbench, settings)
     demo = build_app(workbench, settings)
     warm_classifier(workbench)
     print(f"lethe: model {workbench.model_info()['name']} ready in {time.perf_counter() - start:.1f} s")

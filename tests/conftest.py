@@ -1,9 +1,12 @@
 """Shared fixtures: a tiny random Llama (built here, no download) and the real default model."""
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import socket
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,9 +14,27 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Every test session is offline and has its own cache (the converted default model, gate
+# classifiers): results never depend on what a user's ~/.cache/lethe holds.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+SESSION_CACHE = tempfile.mkdtemp(prefix="lethe-test-cache-")
+os.environ["LETHE_CACHE_DIR"] = SESSION_CACHE
 ARTIFACTS = ROOT / "test-artifacts"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(SESSION_CACHE, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def cache_at(path):
+    """LETHE_CACHE_DIR set to `path` inside the block, the session's cache again after it."""
+    os.environ["LETHE_CACHE_DIR"] = str(path)
+    try:
+        yield path
+    finally:
+        os.environ["LETHE_CACHE_DIR"] = SESSION_CACHE
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import SESSION_CACHE, free_port
 from tests.test_cli import cli
 
 NAN, INF = math.nan, math.inf
@@ -39,7 +39,7 @@ def client(tiny_model_dir, tmp_path_factory):
     c.lethe_url = f"http://127.0.0.1:{port}/"
     yield c
     demo.close()
-    os.environ.pop("LETHE_CACHE_DIR", None)
+    os.environ["LETHE_CACHE_DIR"] = SESSION_CACHE
 
 
 def capsule(**changes) -> dict:

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import SESSION_CACHE
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -116,7 +118,7 @@ def test_train_writes_an_adapter_that_generate_and_evaluate_use(tiny_model_dir, 
         capsule = json.loads((tmp_path / "run.json").read_text())
         assert capsule["settings"]["adapters"]["sku"]["settings"]["steps"] == 2
     finally:
-        os.environ.pop("LETHE_CACHE_DIR")
+        os.environ["LETHE_CACHE_DIR"] = SESSION_CACHE
 
 
 def test_train_rejects_bad_settings_in_one_line():

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from tests.conftest import free_port
+from tests.conftest import SESSION_CACHE, free_port
 from tests.test_cli import cli
 
 GEN = dict(max_new_tokens=8, dims=4, strength=50.0, selection="prompt", gate="always")
@@ -37,7 +37,7 @@ def app_server(tiny_model_dir, tmp_path_factory):
                 **launch_kwargs({}))
     yield f"http://127.0.0.1:{port}/", wb
     demo.close()
-    os.environ.pop("LETHE_CACHE_DIR", None)
+    os.environ["LETHE_CACHE_DIR"] = SESSION_CACHE
 
 
 @pytest.fixture(scope="module")

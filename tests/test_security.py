@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import SESSION_CACHE, free_port
 
 SECRET = "TOPSECRET-lethe-7f3a9"
 
@@ -32,7 +32,7 @@ def server(tiny_model_dir, tmp_path_factory):
                 **launch_kwargs(settings))
     yield f"http://127.0.0.1:{port}/", wb
     demo.close()
-    os.environ.pop("LETHE_CACHE_DIR", None)
+    os.environ["LETHE_CACHE_DIR"] = SESSION_CACHE
 
 
 @pytest.fixture(scope="module")
