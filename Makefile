@@ -7,7 +7,7 @@ PIP    := $(BIN)/python -m pip
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup run test browser lock bench space clean-venv
+.PHONY: setup run test browser lock mutation bench space clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,13 @@ test: $(VENV)/.installed browser
 
 lock: | $(BIN)/python
 	$(BIN)/python scripts/lock.py refresh
+
+# mutation testing of the research-claim modules (setup.cfg [mutmut]); not part of `make test`
+mutation: $(VENV)/.installed
+	rm -rf mutants
+	HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false $(BIN)/mutmut run --max-children 2
+	$(BIN)/python scripts/mutation_summary.py > docs/mutation.md
+	@cat docs/mutation.md
 
 bench: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/run_all.py
