@@ -100,3 +100,43 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def live_app(model_dir, cache, settings: dict | None = None):
+    """A live Lethe server (build_app + launch, in process) on the model in `model_dir`, with
+    LETHE_CACHE_DIR at `cache`; yields (url, workbench) and closes the server after the block."""
+    from app.main import build_app, launch_kwargs
+    from engine import Workbench
+    from engine.models import load_model
+    from launch import apply_caps
+
+    with cache_at(cache):
+        wb = Workbench.from_loaded(load_model(str(model_dir), device="cpu", dtype="float32"), "harry_potter")
+        settings = {"model": str(model_dir), **(settings or {})}
+        apply_caps(wb, settings)  # as launch.py does
+        demo = build_app(wb, settings)
+        port = free_port()
+        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                    **launch_kwargs(settings))
+        try:
+            yield f"http://127.0.0.1:{port}/", wb
+        finally:
+            demo.close()
+
+
+@pytest.fixture(scope="module")
+def app_server(tiny_model_dir, tmp_path_factory):
+    """A live Lethe server on the tiny model for one test module; yields (url, workbench)."""
+    with live_app(tiny_model_dir, tmp_path_factory.mktemp("cache")) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def client(app_server):
+    """A gradio_client on `app_server` (its URL also as `client.lethe_url`, for raw HTTP calls)."""
+    from gradio_client import Client
+
+    c = Client(app_server[0], verbose=False)
+    c.lethe_url = app_server[0]
+    return c

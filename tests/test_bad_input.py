@@ -10,36 +10,11 @@ import time
 
 import pytest
 
-from tests.conftest import SESSION_CACHE, free_port
 from tests.test_cli import cli
 
 NAN, INF = math.nan, math.inf
 GEN = dict(max_new_tokens=4, dims=4, strength=5.0, selection="prompt", gate="always")
 ECO = ["rand_noise_first_n", 4, 5.0, "absolute", "prompt", "", "always", 0.0, 0]  # the Playground's ECO values
-
-
-@pytest.fixture(scope="module")
-def client(tiny_model_dir, tmp_path_factory):
-    import os
-
-    from gradio_client import Client
-
-    from app.main import build_app, launch_kwargs
-    from engine import Workbench
-    from engine.models import load_model
-
-    os.environ["LETHE_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
-    wb = Workbench.from_loaded(load_model(str(tiny_model_dir), device="cpu", dtype="float32"), "harry_potter")
-    settings = {"model": str(tiny_model_dir)}
-    demo = build_app(wb, settings)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                **launch_kwargs(settings))
-    c = Client(f"http://127.0.0.1:{port}/", verbose=False)
-    c.lethe_url = f"http://127.0.0.1:{port}/"
-    yield c
-    demo.close()
-    os.environ["LETHE_CACHE_DIR"] = SESSION_CACHE
 
 
 def capsule(**changes) -> dict:

@@ -13,7 +13,6 @@ import torch
 
 from engine import GenerationConfig, Workbench
 from engine.eco import ECOConfig
-from tests.conftest import SESSION_CACHE
 
 ALWAYS = ECOConfig(gate="always", selection="prompt", strength=50.0, dims=8)
 
@@ -299,25 +298,13 @@ def test_the_default_bind_is_loopback_and_spaces_mode_caps_work():
 
 
 def test_spaces_caps_are_enforced_by_the_app(tiny_model_dir, tmp_path):
-    import os
-
     from gradio_client import Client
 
     import launch
-    from app.main import build_app, launch_kwargs
-    from engine.models import load_model
-    from tests.conftest import SESSION_CACHE, free_port
+    from tests.conftest import live_app
 
-    os.environ["LETHE_CACHE_DIR"] = str(tmp_path / "cache")
-    wb = Workbench.from_loaded(load_model(str(tiny_model_dir), device="cpu", dtype="float32"), "harry_potter")
-    settings = {"model": str(tiny_model_dir), **launch.SPACE_SETTINGS}
-    launch.apply_caps(wb, settings)
-    demo = build_app(wb, settings)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                **launch_kwargs(settings))
-    try:
-        c = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    with live_app(tiny_model_dir, tmp_path / "cache", launch.SPACE_SETTINGS) as (url, _):
+        c = Client(url, verbose=False)
         with pytest.raises(Exception, match="at most 256 new tokens"):
             c.predict(prompt="Hi", max_new_tokens=300, gate="always", api_name="/generate")
         with pytest.raises(Exception, match="at most 100 steps"):
@@ -326,6 +313,3 @@ def test_spaces_caps_are_enforced_by_the_app(tiny_model_dir, tmp_path):
             c.predict(prompt="x" * 2001, api_name="/classify")
         with pytest.raises(Exception, match="Unknown model"):
             c.predict(str(tiny_model_dir), "cpu", "float32", api_name="/load_model")
-    finally:
-        demo.close()
-        os.environ["LETHE_CACHE_DIR"] = SESSION_CACHE

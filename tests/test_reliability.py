@@ -14,37 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from tests.conftest import SESSION_CACHE, free_port
 from tests.test_cli import cli
 
 GEN = dict(max_new_tokens=8, dims=4, strength=50.0, selection="prompt", gate="always")
-
-
-@pytest.fixture(scope="module")
-def app_server(tiny_model_dir, tmp_path_factory):
-    """A live Lethe server on the tiny model; yields (url, workbench)."""
-    import os
-
-    from app.main import build_app, launch_kwargs
-    from engine import Workbench
-    from engine.models import load_model
-
-    os.environ["LETHE_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
-    wb = Workbench.from_loaded(load_model(str(tiny_model_dir), device="cpu", dtype="float32"), "harry_potter")
-    demo = build_app(wb, {"model": str(tiny_model_dir)})
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                **launch_kwargs({}))
-    yield f"http://127.0.0.1:{port}/", wb
-    demo.close()
-    os.environ["LETHE_CACHE_DIR"] = SESSION_CACHE
-
-
-@pytest.fixture(scope="module")
-def client(app_server):
-    from gradio_client import Client
-
-    return Client(app_server[0], verbose=False)
 
 
 def works(client) -> None:

@@ -9,37 +9,8 @@ import time
 
 import pytest
 
-from tests.conftest import SESSION_CACHE, free_port
 
 SECRET = "TOPSECRET-lethe-7f3a9"
-
-
-@pytest.fixture(scope="module")
-def server(tiny_model_dir, tmp_path_factory):
-    """A live server on the tiny model; yields (url, workbench)."""
-    import os
-
-    from app.main import build_app, launch_kwargs
-    from engine import Workbench
-    from engine.models import load_model
-
-    os.environ["LETHE_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
-    wb = Workbench.from_loaded(load_model(str(tiny_model_dir), device="cpu", dtype="float32"), "harry_potter")
-    settings = {"model": str(tiny_model_dir)}
-    demo = build_app(wb, settings)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                **launch_kwargs(settings))
-    yield f"http://127.0.0.1:{port}/", wb
-    demo.close()
-    os.environ["LETHE_CACHE_DIR"] = SESSION_CACHE
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    from gradio_client import Client
-
-    return Client(server[0], verbose=False)
 
 
 def evil_model_folder(root, marker):
@@ -94,7 +65,7 @@ def test_unknown_models_get_the_same_sentence_whether_or_not_the_path_exists(cli
     assert len(set(messages)) == 1, messages
 
 
-def test_allowed_models_are_the_embedded_one_the_started_one_and_the_cached_ones(server, tiny_model_dir):
+def test_allowed_models_are_the_embedded_one_the_started_one_and_the_cached_ones(app_server, tiny_model_dir):
     from app.main import model_allowlist
 
     allowed = model_allowlist({"model": str(tiny_model_dir)})
@@ -186,8 +157,8 @@ def wait_for_outputs(job, n: int, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
-def test_cancelling_training_from_the_client_stops_it_and_installs_nothing(server, client):
-    wb = server[1]
+def test_cancelling_training_from_the_client_stops_it_and_installs_nothing(app_server, client):
+    wb = app_server[1]
     before = wb.adapters()
     settings = json.dumps({"steps": 400, "max_length": 24, "consistency_scale": 0})
     start = time.perf_counter()
@@ -221,8 +192,8 @@ def test_cancelling_a_zo_search_from_the_client_returns_at_once_and_stops_it(cli
         time.sleep(0.05)
 
 
-def test_a_finished_training_still_installs_its_adapter(server, client):
-    wb = server[1]
+def test_a_finished_training_still_installs_its_adapter(app_server, client):
+    wb = app_server[1]
     out = client.predict(method="sku", settings_json=json.dumps({"steps": 2, "max_length": 24}), api_name="/train")
     assert out["method"] == "sku" and out["steps_run"] == 2
     assert "sku" in wb.adapters()["variants"]

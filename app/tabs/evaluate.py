@@ -3,6 +3,7 @@ export, and capsule replay."""
 from __future__ import annotations
 
 import tempfile
+from contextlib import closing
 from pathlib import Path
 
 import gradio as gr
@@ -65,16 +66,17 @@ def wire(ui: dict, workbench, settings, playground: dict) -> None:
                                       stop_event=stop_event)
 
         rows, result = [], None
-        for kind, value in run_job(work, name="lethe-evaluate"):
-            if kind == "tick":
-                yield (gr.skip(),) * 6
-            elif kind == "step":
-                rows.append({k: value[k] for k in ("variant", "metric", "split", "value", "n")})
-                progress(value["done"] / value["total"], desc=f"{value['variant']}: {value['metric']}")
-                yield (pd.DataFrame(rows).round(4), plots.metric_bars(rows), plots.forget_retain_scatter(rows),
-                       None, None, None)
-            else:
-                result = value
+        with closing(run_job(work, name="lethe-evaluate")) as job:
+            for kind, value in job:
+                if kind == "tick":
+                    yield (gr.skip(),) * 6
+                elif kind == "step":
+                    rows.append({k: value[k] for k in ("variant", "metric", "split", "value", "n")})
+                    progress(value["done"] / value["total"], desc=f"{value['variant']}: {value['metric']}")
+                    yield (pd.DataFrame(rows).round(4), plots.metric_bars(rows), plots.forget_retain_scatter(rows),
+                           None, None, None)
+                else:
+                    result = value
         out = Path(tempfile.mkdtemp(prefix="lethe-run-"))
         csv = out / f"{preset}-{split}.csv"
         result.table.to_csv(csv, index=False)

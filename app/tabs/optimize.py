@@ -2,6 +2,8 @@
 and a strength (x dims) sweep drawn as a dose-response plot."""
 from __future__ import annotations
 
+from contextlib import closing
+
 import gradio as gr
 
 from engine import checks
@@ -79,16 +81,17 @@ def wire(ui: dict, workbench, settings, playground: dict) -> None:
             for rec in workbench.optimize(eco, zc, metric=metric, target=goal, stop_event=stop_event):
                 on_step(rec)
 
-        for kind, rec in run_job(work, name="lethe-optimize"):
-            if kind != "step":
-                if kind == "tick":
-                    yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
-                continue
-            records.append(rec)
-            progress(rec["step"] / zc.steps, desc=f"step {rec['step']}/{zc.steps}")
-            best = {"strength": rec["best_strength"], "objective": rec["best_objective"]}
-            line = texts.BEST.format(sigma=best["strength"], objective=best["objective"], steps=rec["step"])
-            yield plots.zo_figure(records), records, best, line
+        with closing(run_job(work, name="lethe-optimize")) as job:
+            for kind, rec in job:
+                if kind != "step":
+                    if kind == "tick":
+                        yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
+                    continue
+                records.append(rec)
+                progress(rec["step"] / zc.steps, desc=f"step {rec['step']}/{zc.steps}")
+                best = {"strength": rec["best_strength"], "objective": rec["best_objective"]}
+                line = texts.BEST.format(sigma=best["strength"], objective=best["objective"], steps=rec["step"])
+                yield plots.zo_figure(records), records, best, line
 
     def apply_best(best, current):
         if not best:
@@ -107,14 +110,15 @@ def wire(ui: dict, workbench, settings, playground: dict) -> None:
         def work(on_step, stop_event):
             return workbench.sweep(s_values, eco, dims=d_values, split=split, on_point=on_step, stop_event=stop_event)
 
-        for kind, point in run_job(work, name="lethe-sweep"):
-            if kind != "step":
-                if kind == "tick":
-                    yield gr.skip(), gr.skip()
-                continue
-            points.append(point)
-            progress(len(points) / total, desc=f"point {len(points)}/{total}")
-            yield plots.sweep_figure(points), _table(points)
+        with closing(run_job(work, name="lethe-sweep")) as job:
+            for kind, point in job:
+                if kind != "step":
+                    if kind == "tick":
+                        yield gr.skip(), gr.skip()
+                    continue
+                points.append(point)
+                progress(len(points) / total, desc=f"point {len(points)}/{total}")
+                yield plots.sweep_figure(points), _table(points)
 
     zo_inputs = [ui[k] for k in ("nb_init", "nb_lr", "nb_eps", "nb_min", "nb_steps", "nb_target", "dd_metric")]
     run = ui["btn_zo"].click(optimize, [*zo_inputs, *eco_inputs],

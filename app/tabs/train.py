@@ -3,6 +3,7 @@ live per-term loss plot, Stop, and the new adapter ready as a variant at once.""
 from __future__ import annotations
 
 import time
+from contextlib import closing
 from dataclasses import fields
 from pathlib import Path
 
@@ -83,8 +84,9 @@ def run_training(workbench, method: str, values: dict, out_dir: str | None):
     def work(on_step, stop_event):
         return workbench.train(method, values, on_step=on_step, stop_event=stop_event, out_dir=out_dir)
 
-    for kind, value in run_job(work, exclusive="train", name="lethe-train"):
-        yield {"done": True, **value} if kind == "done" else value
+    with closing(run_job(work, exclusive="train", name="lethe-train")) as job:
+        for kind, value in job:
+            yield {"done": True, **value} if kind == "done" else value
 
 
 def out_folder(workbench, method: str, save: bool, settings: dict) -> str | None:
