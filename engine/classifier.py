@@ -239,10 +239,7 @@ def gate_report(clf: PromptClassifier, forget: list[str], retain: list[str], thr
 
 
 # ---------------------------------------------------------------------------- training
-# Fine-tuning and storage are checked by the training tests and the measured gate figures, not by
-# `make mutation`, whose fast tests cover the calibration and scoring claims around them.
-# pragma: no mutate start
-
+# pragma: no mutate start  (fine-tuning: checked by the training tests, not `make mutation`)
 def _freeze_lower_layers(model, train_layers: int) -> None:
     """Freeze the embeddings and all but the top `train_layers` encoder layers (BERT-style models)."""
     base = getattr(model, model.base_model_prefix, None)
@@ -322,8 +319,6 @@ def set_precision(model, half_embeddings: bool) -> None:
     model.float()
     if half_embeddings:
         model.get_input_embeddings().to(torch.float16)
-
-
 # pragma: no mutate end
 
 

@@ -153,10 +153,14 @@ class Experiments:
         check_capsule(capsule)
         s = capsule["settings"]
         probes_file = s.get("probes_file")
+        batch_size = checks.integer("batch_size", s.get("batch_size", 32), 1, 512)
         if names_only:
             from .presets import list_presets, load_preset
 
             preset = checks.plain_name("preset", s.get("preset") or capsule["preset"]["name"], list_presets())
+            if s["eco"].get("token_model") is not None:  # a model name or path: not a client's to choose
+                raise ValueError("A replayed capsule may not name a token-classification model (eco.token_model); "
+                                 "replay it from the command line instead.")
             if probes_file is not None:
                 data = load_preset(preset).root / "data"
                 known = sorted(f.name for f in data.glob("*probes*.jsonl"))
@@ -178,7 +182,7 @@ class Experiments:
             elif have["weights_sha256"] != want.get("weights_sha256") or have["scale"] != want.get("scale"):
                 warnings.append(f"The loaded {key.upper()} adapter differs from the capsule's.")
         result = self.evaluate(s["variants"], s["metrics"], s["split"], ECOConfig.from_dict(s["eco"]), p.name,
-                               probes_file, s.get("batch_size", 32))
+                               probes_file, batch_size)
         rows = compare_rows(capsule["rows"], result.rows())
         return {"same": all(r["same"] for r in rows) and not warnings, "rows": rows, "warnings": warnings}
 
