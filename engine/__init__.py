@@ -1,6 +1,7 @@
 """Lethe's engine: the library behind the workbench, usable from notebooks, the CLI and tests.
 
-Public API:
+Everything the app, the benchmarks and the scripts use is imported from here (a test checks it):
+
     Workbench(model="default", preset="harry_potter", device="auto", dtype="auto")
         .load_model(name) -> dict        model info record
         .load_preset(name) -> dict       preset summary
@@ -10,17 +11,35 @@ Public API:
         .train("elm"|"sku", settings) -> record   a LoRA adapter that becomes that variant
         .load_adapter(folder_or_hub_id, key) / .set_negation(lam) / .adapters()
         .evaluate(variants, metrics, split) -> EvalResult;  .capsule(result);  .replay(capsule)
-    load_model(name) -> LoadedModel      model + tokenizer + ModelInfo
-    load_preset(name) -> Preset          validated forget/retain data
-    list_presets() -> list[str]
+    The settings as dataclasses whose field metadata (help, min, max, choices) the UI and the CLI
+    build their controls from: GenerationConfig, ECOConfig, ClassifierConfig, ZOConfig and the
+    methods' TrainConfigs (METHODS, make_config).
+    load_model(name) -> LoadedModel; load_preset(name) -> Preset; list_presets(), list_metrics(),
+    list_corruptions(); decode() / generate() / stream(): the one decoding routine.
 The engine never imports gradio.
 """
-from .generation import GenerationConfig, GenerationStats
-from .models import LoadedModel, ModelInfo, ModelLoadError, format_chat, load_model
-from .presets import Preset, PresetError, list_presets, load_preset
+from . import checks
+from .classifier import ClassifierConfig, gate_report
+from .corruptions import list_corruptions
+from .eco import GATES, UNITS, ECOConfig, embedding_std
+from .errors import error_line
+from .evaluation import DEFAULT_METRICS, VARIANTS, EvalResult, evaluate
+from .generation import GenerationConfig, GenerationStats, encode_prompt, generate, stream
+from .methods import METHODS, TrainingStopped, get_method, make_config
+from .metrics import list_metrics
+from .models import LoadedModel, ModelInfo, ModelLoadError, cached_hub_models, format_chat, load_model
+from .presets import Preset, PresetError, list_presets, load_preset, read_jsonl, resolve_preset_dir
+from .runs import load_capsule, save_capsule
+from .scoring import rank_choices
+from .selection import MODES as SELECTION_MODES
 from .workbench import Workbench
+from .zo import ZOConfig
 
 __all__ = [
-    "GenerationConfig", "GenerationStats", "LoadedModel", "ModelInfo", "ModelLoadError", "Preset",
-    "PresetError", "Workbench", "format_chat", "list_presets", "load_model", "load_preset",
+    "DEFAULT_METRICS", "GATES", "METHODS", "SELECTION_MODES", "UNITS", "VARIANTS", "ClassifierConfig",
+    "ECOConfig", "EvalResult", "GenerationConfig", "GenerationStats", "LoadedModel", "ModelInfo",
+    "ModelLoadError", "Preset", "PresetError", "TrainingStopped", "Workbench", "ZOConfig", "cached_hub_models",
+    "checks", "embedding_std", "encode_prompt", "error_line", "evaluate", "format_chat", "gate_report",
+    "generate", "get_method", "list_corruptions", "list_metrics", "list_presets", "load_capsule", "load_model",
+    "load_preset", "make_config", "rank_choices", "read_jsonl", "resolve_preset_dir", "save_capsule", "stream",
 ]
