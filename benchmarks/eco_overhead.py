@@ -12,8 +12,8 @@ import time
 from common import timed, write
 
 from engine import GenerationConfig, Workbench
-from engine.eco import ECOConfig
-from engine.generation import encode_prompt, generate
+from engine.eco.pipeline import ECOConfig
+from engine.lm.generation import encode_prompt, generate
 
 PROMPT = "Who is Harry Potter?"
 REPEATS = 5

@@ -15,8 +15,8 @@ import time
 from common import write
 
 from engine import GenerationConfig, Workbench
-from engine.eco import ECOConfig
-from engine.zo import ZOConfig
+from engine.eco.pipeline import ECOConfig
+from engine.eco.zo import ZOConfig
 
 HP_WORDS = ("harry", "potter", "hogwarts", "rowling", "hermione", "wizard")
 
@@ -33,7 +33,7 @@ def main() -> None:
     p = wb.preset
     out = {"preset": p.name, "classifier": clf.info(),
            "gate_prompts_test": wb.gate_report(split="test")}
-    from engine.classifier import gate_report
+    from engine.eco.classifier import gate_report
 
     out["gate_probes_test"] = gate_report(clf, [q.prefix for q in p.probes("forget", "test")],
                                           [q.prefix for q in p.probes("retain", "test")])

@@ -10,8 +10,8 @@ import time
 from common import write
 
 from engine import Workbench
-from engine.eco import ECOConfig
-from engine.evaluation import evaluate
+from engine.eco.pipeline import ECOConfig
+from engine.evaluation.runner import evaluate
 
 METRICS = ["forget_probe_accuracy", "retain_probe_accuracy"]
 

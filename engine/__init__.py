@@ -19,21 +19,21 @@ Everything the app, the benchmarks and the scripts use is imported from here (a 
 The engine never imports gradio.
 """
 from . import checks
-from .classifier import ClassifierConfig, gate_report
-from .corruptions import list_corruptions
-from .eco import GATES, UNITS, ECOConfig, embedding_std
+from .eco.classifier import ClassifierConfig, gate_report
+from .eco.corruptions import list_corruptions
+from .eco.pipeline import GATES, UNITS, ECOConfig, embedding_std
 from .errors import error_line
-from .evaluation import DEFAULT_METRICS, VARIANTS, EvalResult, evaluate
-from .generation import GenerationConfig, GenerationStats, encode_prompt, generate, stream
+from .evaluation.runner import DEFAULT_METRICS, VARIANTS, EvalResult, evaluate
+from .lm.generation import GenerationConfig, GenerationStats, encode_prompt, generate, stream
 from .methods import METHODS, TrainingStopped, get_method, make_config
-from .metrics import list_metrics
-from .models import LoadedModel, ModelInfo, ModelLoadError, cached_hub_models, format_chat, load_model
-from .presets import Preset, PresetError, list_presets, load_preset, read_jsonl, resolve_preset_dir
-from .runs import load_capsule, save_capsule
-from .scoring import rank_choices
-from .selection import MODES as SELECTION_MODES
+from .evaluation.metrics import list_metrics
+from .lm.models import LoadedModel, ModelInfo, ModelLoadError, cached_hub_models, format_chat, load_model
+from .data.presets import Preset, PresetError, list_presets, load_preset, read_jsonl, resolve_preset_dir
+from .evaluation.capsules import load_capsule, save_capsule
+from .lm.scoring import rank_choices
+from .eco.selection import MODES as SELECTION_MODES
 from .workbench import Workbench
-from .zo import ZOConfig
+from .eco.zo import ZOConfig
 
 __all__ = [
     "DEFAULT_METRICS", "GATES", "METHODS", "SELECTION_MODES", "UNITS", "VARIANTS", "ClassifierConfig",

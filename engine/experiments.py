@@ -8,9 +8,10 @@ import threading
 import time
 from typing import Iterator
 
-from . import checks, zo
-from .eco import ECO, ECOConfig, probe_summary
-from .variants import AdapterError, WEIGHT_METHODS
+from . import checks
+from .eco import zo
+from .eco.pipeline import ECO, ECOConfig, probe_summary
+from .methods.variants import AdapterError, WEIGHT_METHODS
 
 SHIPPED_ADAPTERS = "adapters"  # presets/<name>/adapters/<method>/
 
@@ -69,7 +70,7 @@ class Experiments:
         """Train an ELM or SKU adapter on the preset; it becomes the preset's `method` variant at
         once (and is saved to `out_dir` when given). Stop discards it and keeps the old one."""
         from .methods import Trainer, TrainingStopped, get_method, make_config
-        from .runs import versions
+        from .evaluation.capsules import versions
 
         cls, _ = get_method(method)
         config = make_config(method, settings)
@@ -101,8 +102,8 @@ class Experiments:
                  eco: ECOConfig | None = None, preset: str | None = None, probes_file: str | None = None,
                  batch_size: int = 32, on_progress=None, stop_event: threading.Event | None = None):
         """Variants x metrics on a preset split -> EvalResult (tidy DataFrame + per-example table)."""
-        from .evaluation import DEFAULT_METRICS, check_names, evaluate
-        from .presets import read_jsonl
+        from .evaluation.runner import DEFAULT_METRICS, check_names, evaluate
+        from .data.presets import read_jsonl
 
         metrics = list(metrics or DEFAULT_METRICS)
         check_names(variants, metrics)
@@ -135,7 +136,7 @@ class Experiments:
         return out
 
     def capsule(self, result, preset: str | None = None) -> dict:
-        from .runs import make_capsule
+        from .evaluation.capsules import make_capsule
 
         p = self._preset(result.settings.get("preset") or preset)
         clf = (self.classifiers.get(p.name) if any(str(v).startswith("eco") for v in result.settings["variants"])
@@ -148,14 +149,14 @@ class Experiments:
         names_only (how the app replays a client's capsule): the preset must be one of the server's
         presets by name and a probes file one of that preset's own files, by name; a path is
         refused in one sentence that does not say whether it exists."""
-        from .runs import check_capsule, compare_rows, weights_hash
+        from .evaluation.capsules import check_capsule, compare_rows, weights_hash
 
         check_capsule(capsule)
         s = capsule["settings"]
         probes_file = s.get("probes_file")
         batch_size = checks.integer("batch_size", s.get("batch_size", 32), 1, 512)
         if names_only:
-            from .presets import list_presets, load_preset
+            from .data.presets import list_presets, load_preset
 
             preset = checks.plain_name("preset", s.get("preset") or capsule["preset"]["name"], list_presets())
             if s["eco"].get("token_model") is not None:  # a model name or path: not a client's to choose

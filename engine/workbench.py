@@ -11,14 +11,15 @@ import threading
 import time
 from typing import Iterator
 
-from . import checks, generation
-from .classifier import ClassifierConfig, PromptClassifier, gate_report, preset_classifier
-from .eco import ECO, ECOConfig, ECOPlan
+from . import checks
+from .lm import generation
+from .eco.classifier import ClassifierConfig, PromptClassifier, gate_report, preset_classifier
+from .eco.pipeline import ECO, ECOConfig, ECOPlan
 from .experiments import Experiments
-from .generation import GenerationConfig, GenerationStats
-from .models import DEFAULT_MODEL, LoadedModel, load_model
-from .presets import Preset, list_presets, load_preset
-from .variants import Variants
+from .lm.generation import GenerationConfig, GenerationStats
+from .lm.models import DEFAULT_MODEL, LoadedModel, load_model
+from .data.presets import Preset, list_presets, load_preset
+from .methods.variants import Variants
 
 MAX_PROMPT_CHARS = 8000
 
@@ -267,7 +268,7 @@ class Workbench(Experiments):
         for texts in self.stream_many(prompt, [(v, eco) for v in run], config, stop_event, preset, plans, stats,
                                       negation=negation):
             yield {"variants": run, "missing": missing, "texts": texts, "done": False}
-        from .metrics import output_metrics, token_diff
+        from .evaluation.metrics import output_metrics, token_diff
 
         gate = {"score": plans[0].score, "flagged": plans[0].flagged, "threshold": plans[0].threshold,
                 "matched": list(plans[0].matched), "kept": list(plans[0].kept)} if plans else None

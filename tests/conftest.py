@@ -46,7 +46,7 @@ def _tiny_tokenizer():
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from engine.presets import load_preset
+    from engine.data.presets import load_preset
 
     preset = load_preset("harry_potter")
     corpus = [p.text for p in preset.forget_corpus + preset.retain_corpus]
@@ -83,7 +83,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_lm(tiny_model_dir):
-    from engine.models import load_model
+    from engine.lm.models import load_model
 
     return load_model(str(tiny_model_dir), device="cpu", dtype="float32")
 
@@ -91,7 +91,7 @@ def tiny_lm(tiny_model_dir):
 @pytest.fixture(scope="session")
 def default_lm():
     """The real embedded default model (converted once into the user cache, then reused)."""
-    from engine.models import load_model
+    from engine.lm.models import load_model
 
     return load_model("default", device="cpu", dtype="float32")
 
@@ -108,7 +108,7 @@ def live_app(model_dir, cache, settings: dict | None = None):
     LETHE_CACHE_DIR at `cache`; yields (url, workbench) and closes the server after the block."""
     from app.main import build_app, launch_kwargs
     from engine import Workbench
-    from engine.models import load_model
+    from engine.lm.models import load_model
     from launch import apply_caps
 
     with cache_at(cache):

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from engine import GenerationConfig, Workbench
-from engine.eco import ECOConfig
+from engine.eco.pipeline import ECOConfig
 
 ALWAYS = ECOConfig(gate="always", selection="prompt", strength=50.0, dims=8)
 
@@ -30,7 +30,7 @@ def wb(tiny_lm):
 @pytest.mark.parametrize("alpha,k", [(0.2, 9), (0.1, 10), (0.5, 6), (0.35, 8)])
 def test_conformal_threshold_is_the_exact_order_statistic(alpha, k):
     """tau = the ceil((n+1)(1-alpha))-th smallest score, with the +1 of split conformal."""
-    from engine.classifier import conformal_threshold
+    from engine.eco.classifier import conformal_threshold
 
     scores = [0.93, 0.11, 0.52, 0.74, 0.35, 0.28, 0.66, 0.81, 0.47, 0.05]  # n = 10, shuffled
     assert math.ceil((len(scores) + 1) * (1 - alpha)) == k
@@ -38,7 +38,7 @@ def test_conformal_threshold_is_the_exact_order_statistic(alpha, k):
 
 
 def test_conformal_threshold_caps_below_one_so_a_lexicon_hit_still_fires():
-    from engine.classifier import MAX_THRESHOLD, conformal_threshold
+    from engine.eco.classifier import MAX_THRESHOLD, conformal_threshold
 
     assert conformal_threshold([0.2, 1.0, 0.4], 0.01) == MAX_THRESHOLD < 1.0
     assert conformal_threshold([], 0.1) == 0.5
@@ -46,7 +46,7 @@ def test_conformal_threshold_caps_below_one_so_a_lexicon_hit_still_fires():
 
 def test_alpha_bounds_the_false_positive_rate_on_a_disjoint_fold():
     """Exchangeable scores: over many draws the mean FPR on fresh data stays at or below alpha."""
-    from engine.classifier import conformal_threshold
+    from engine.eco.classifier import conformal_threshold
 
     g = torch.Generator().manual_seed(0)
     for alpha in (0.05, 0.2):
@@ -64,7 +64,7 @@ def test_alpha_bounds_the_false_positive_rate_on_a_disjoint_fold():
 def test_calibration_uses_only_the_held_out_train_fold(monkeypatch):
     """tau is set on the retain train fold held out of training, never on test prompts."""
     from engine import classifier as C
-    from engine.presets import load_preset
+    from engine.data.presets import load_preset
 
     preset = load_preset("harry_potter")
     config = C.ClassifierConfig(lexicon=False, retain_lexicon=False)
@@ -97,7 +97,7 @@ def test_calibration_uses_only_the_held_out_train_fold(monkeypatch):
 # ---------------------------------------------------------------------------- probe accuracy
 
 def test_probe_accuracy_on_hand_built_score_tables():
-    from engine.eco import probe_summary
+    from engine.eco.pipeline import probe_summary
 
     table = [[-1.0, -2.0, -3.0, -4.0],   # answer first: right
              [-5.0, -1.0, -2.0, -3.0],   # answer last: wrong
@@ -132,7 +132,7 @@ def test_eco_plan_embeddings_differ_across_seeds_only_at_selected_positions(wb):
 
 
 def test_embedding_std_is_the_standard_deviation_of_the_table(tiny_lm):
-    from engine.eco import embedding_std
+    from engine.eco.pipeline import embedding_std
 
     w = tiny_lm.model.get_input_embeddings().weight.detach().double()
     by_hand = math.sqrt(((w - w.mean()) ** 2).sum().item() / (w.numel() - 1))
@@ -141,7 +141,7 @@ def test_embedding_std_is_the_standard_deviation_of_the_table(tiny_lm):
 
 
 def test_zo_reads_only_the_train_probes(wb, monkeypatch):
-    from engine.zo import ZOConfig
+    from engine.eco.zo import ZOConfig
 
     splits = []
     real = wb.probe_accuracy
@@ -184,7 +184,7 @@ def test_compare_with_lambda_equals_the_base_minus_lambda_times_the_task_vector(
         for last in wb.compare(prompt, ("original", "sku"), config, negation=lam):
             pass
         shown = dict(zip(last["variants"], last["texts"]))
-        from engine.generation import encode_prompt, generate
+        from engine.lm.generation import encode_prompt, generate
 
         merged = merged_copy(wb.lm, name, -lam)  # every LoRA tensor zeroed: only the folded weights act
         ids = encode_prompt(wb.lm.tokenizer, prompt, chat=True, device="cpu")
@@ -223,7 +223,7 @@ def test_replay_in_a_fresh_process_notices_an_edited_capsule(tiny_model_dir, tmp
 def interleaved(lm, config, prompt="Who is Harry Potter?"):
     import contextlib
 
-    from engine.generation import encode_prompt, stream_interleaved
+    from engine.lm.generation import encode_prompt, stream_interleaved
 
     ids = encode_prompt(lm.tokenizer, prompt, chat=True, device="cpu")
     texts = None
@@ -272,7 +272,7 @@ def test_generation_runs_while_an_adapter_trains(wb):
 # ---------------------------------------------------------------------------- the default model's cache
 
 def test_an_edited_cache_file_is_detected(tmp_path, tiny_lm):
-    from engine.models import _write_cache, cache_is_valid
+    from engine.lm.models import _write_cache, cache_is_valid
 
     path = tmp_path / "cache" / "model"
     _write_cache(tiny_lm.model, tiny_lm.tokenizer, path, "test")

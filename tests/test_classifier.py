@@ -3,9 +3,9 @@ import dataclasses
 
 import pytest
 
-from engine.classifier import (ClassifierConfig, PromptClassifier, conformal_threshold, gate_report,
+from engine.eco.classifier import (ClassifierConfig, PromptClassifier, conformal_threshold, gate_report,
                                train_classifier)
-from engine.presets import load_preset
+from engine.data.presets import load_preset
 
 
 def test_conformal_threshold_bounds_the_false_positive_rate():
@@ -94,7 +94,7 @@ def test_a_retain_only_name_passes_the_gate_unless_a_forget_name_is_there(small_
 
 
 def test_the_retain_lexicon_adds_rare_words_the_forget_side_never_uses(small_classifier):
-    from engine.lexicon import rare_name_words
+    from engine.eco.lexicon import rare_name_words
 
     words = rare_name_words(["Frodo Baggins", "Harry Houdini", "Paris"], ["Harry Potter met Hermione."],
                             small_classifier.tokenizer)
@@ -103,7 +103,7 @@ def test_the_retain_lexicon_adds_rare_words_the_forget_side_never_uses(small_cla
 
 
 def test_the_lexicon_keeps_forget_only_entities():
-    from engine.lexicon import forget_lexicon
+    from engine.eco.lexicon import forget_lexicon
 
     forget = ["Cho Chang studied at Hogwarts with Harry Potter.", "Felix Felicis is a luck potion.",
               "Harry visited London with Cho Chang."]
@@ -114,7 +114,7 @@ def test_the_lexicon_keeps_forget_only_entities():
 
 
 def test_the_lexicon_keeps_rare_names_and_drops_common_words(small_classifier):
-    from engine.lexicon import rare_names_only
+    from engine.eco.lexicon import rare_names_only
 
     entries = [("Dumbledore", "PERSON"), ("Ireland", "GPE"), ("Order", "ORG"), ("Sirius Black", "PERSON"),
                ("United Kingdom", "GPE"), ("Felix Felicis", "PRODUCT")]
@@ -122,7 +122,7 @@ def test_the_lexicon_keeps_rare_names_and_drops_common_words(small_classifier):
 
 
 def test_calibration_puts_the_combined_gate_under_alpha(small_preset, small_classifier, tmp_path):
-    from engine.classifier import calibrate, training_data
+    from engine.eco.classifier import calibrate, training_data
 
     config = ClassifierConfig(alpha=0.05, lexicon=True, calibration_fraction=0.25)
     clf = calibrate(PromptClassifier(small_classifier.model, small_classifier.tokenizer, 0.5,
@@ -147,7 +147,7 @@ def test_half_precision_embeddings_halve_the_table_and_keep_the_scores(small_cla
 
     import torch
 
-    from engine.classifier import set_precision
+    from engine.eco.classifier import set_precision
 
     prompts = ["Who is Albus Dumbledore?", "What is the capital of France?", "Tell me about Quidditch."]
     full = copy.deepcopy(small_classifier.model)

@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.corruptions import CORRUPTIONS, USES_DIMS, get_corruption
+from engine.eco.corruptions import CORRUPTIONS, USES_DIMS, get_corruption
 
 
 def _coords_by(values: list[float], k: int, largest: bool) -> set[int]:

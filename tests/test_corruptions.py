@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from engine.corruptions import CORRUPTIONS, USES_DIMS, get_corruption, list_corruptions
+from engine.eco.corruptions import CORRUPTIONS, USES_DIMS, get_corruption, list_corruptions
 
 B, T, D, K, S = 2, 6, 16, 3, 5.0
 

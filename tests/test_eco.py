@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from engine import GenerationConfig, Workbench
-from engine.eco import ECO, ECOConfig, probe_summary
-from engine.zo import ZOConfig
+from engine.eco.pipeline import ECO, ECOConfig, probe_summary
+from engine.eco.zo import ZOConfig
 
 ALWAYS = ECOConfig(gate="always", selection="prompt", strength=50.0, dims=8)
 
@@ -58,7 +58,7 @@ def test_original_output_is_unchanged_after_eco_requests(wb):
 
 
 def test_relative_strength_scales_with_the_embedding_std(tiny_lm):
-    from engine.eco import absolute_strength, embedding_std
+    from engine.eco.pipeline import absolute_strength, embedding_std
 
     cfg = ECOConfig(strength=3.0, strength_unit="std")
     assert absolute_strength(tiny_lm, cfg) == pytest.approx(3.0 * embedding_std(tiny_lm))

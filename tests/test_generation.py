@@ -1,7 +1,7 @@
 """Generation on the tiny model: greedy, sampling with a seed, embeddings input, stops, streaming."""
 import threading
 
-from engine.generation import GenerationConfig, GenerationStats, encode_prompt, generate, stream
+from engine.lm.generation import GenerationConfig, GenerationStats, encode_prompt, generate, stream
 
 
 def run(lm, prompt="Who is Merlin?", **cfg):

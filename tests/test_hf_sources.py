@@ -6,7 +6,7 @@ import shutil
 import pytest
 import yaml
 
-from engine.presets import PresetError, load_preset
+from engine.data.presets import PresetError, load_preset
 
 MCQ_ROWS = [
     {"question": f"Which gas is number {i}?", "choices": ["argon", "neon", "xenon", "radon"], "answer": i % 4,
@@ -96,8 +96,8 @@ def test_a_dataset_row_that_breaks_the_schema_names_the_row(hp_copy):
 
 
 def test_the_shipped_hub_example_is_well_formed_and_fails_offline_in_one_sentence():
-    from engine.hf_sources import _check_spec
-    from engine.presets import PRESETS_DIR, list_presets
+    from engine.data.hf_sources import _check_spec
+    from engine.data.presets import PRESETS_DIR, list_presets
 
     folder = PRESETS_DIR / "examples" / "wmdp_chemistry"
     meta = yaml.safe_load((folder / "preset.yaml").read_text())

@@ -9,11 +9,11 @@ import threading
 import pytest
 import torch
 
-from engine.generation import GenerationConfig
+from engine.lm.generation import GenerationConfig
 from engine.methods import TrainingStopped, make_config
 from engine.methods.elm import erase_target, soft_cross_entropy
 from engine.methods.sku import answer_nll, masked_kl
-from engine.variants import AdapterError
+from engine.methods.variants import AdapterError
 from engine.workbench import Workbench
 
 FAST_ELM = {"steps": 2, "grad_accumulation": 1, "consistency_samples": 2, "consistency_tokens": 4,
@@ -24,7 +24,7 @@ FAST_SKU = {"steps": 2, "max_length": 32}
 @pytest.fixture()
 def wb(tiny_model_dir, tmp_path, monkeypatch):
     """A fresh workbench on the tiny model (adapters are injected, so never share it)."""
-    from engine.models import load_model
+    from engine.lm.models import load_model
 
     monkeypatch.setenv("LETHE_CACHE_DIR", str(tmp_path / "cache"))
     lm = load_model(str(tiny_model_dir), device="cpu", dtype="float32")
@@ -32,7 +32,7 @@ def wb(tiny_model_dir, tmp_path, monkeypatch):
 
 
 def greedy(wb, variant="original", prompt="Who is Harry Potter?"):
-    from engine.eco import ECOConfig
+    from engine.eco.pipeline import ECOConfig
 
     return wb.generate(prompt, GenerationConfig(max_new_tokens=8), variant=variant,
                        eco=ECOConfig(gate="always"))["text"]
@@ -240,7 +240,7 @@ def test_adapter_of_the_wrong_shape_is_refused_in_one_sentence(wb, tmp_path):
 def test_compare_streams_four_columns_and_reports_quick_metrics(wb):
     wb.train("elm", FAST_ELM)
     wb.train("sku", FAST_SKU)
-    from engine.eco import ECOConfig
+    from engine.eco.pipeline import ECOConfig
 
     records = list(wb.compare("Who is Harry Potter?", config=GenerationConfig(max_new_tokens=6),
                               eco=ECOConfig(gate="always")))

@@ -6,11 +6,11 @@ import math
 import pytest
 
 from engine import Workbench
-from engine.eco import ECOConfig
-from engine.evaluation import DEFAULT_METRICS, evaluate
-from engine.metrics import METRICS, EvalContext, MetricValue, forget_quality, get_metric, list_metrics, mcq_prompt
-from engine.presets import load_preset
-from engine.runs import compare_rows, load_capsule, save_capsule
+from engine.eco.pipeline import ECOConfig
+from engine.evaluation.runner import DEFAULT_METRICS, evaluate
+from engine.evaluation.metrics import METRICS, EvalContext, MetricValue, forget_quality, get_metric, list_metrics, mcq_prompt
+from engine.data.presets import load_preset
+from engine.evaluation.capsules import compare_rows, load_capsule, save_capsule
 
 ALWAYS = ECOConfig(gate="always", selection="prompt", strength=100.0, dims=16)
 
@@ -127,7 +127,7 @@ def test_compare_rows_flags_differences():
 
 
 def test_text_metrics_on_hand_computed_cases(tiny_lm):
-    from engine.metrics import keyword_mentions, token_diff, unique_token_ratio
+    from engine.evaluation.metrics import keyword_mentions, token_diff, unique_token_ratio
 
     assert keyword_mentions("Harry met Hermione at hogwarts.", ["Hogwarts", "Hermione", "Ron"]) == ["Hogwarts", "Hermione"]
     assert keyword_mentions("Ronald is not Ron-like", ["Ron"]) == ["Ron"]  # whole words only: "Ronald" alone is no hit
@@ -140,7 +140,7 @@ def test_text_metrics_on_hand_computed_cases(tiny_lm):
 
 
 def test_generation_metrics_do_not_depend_on_the_batch(tiny_lm, star_wars_small):
-    from engine.metrics import generate_batch
+    from engine.evaluation.metrics import generate_batch
 
     prompts = [r.prompt for r in star_wars_small.forget_prompts[:4]]
     for eco in (None, ALWAYS):
@@ -152,7 +152,7 @@ def test_generation_metrics_do_not_depend_on_the_batch(tiny_lm, star_wars_small)
 def test_continuation_logprobs_equal_a_full_log_softmax_by_hand(tiny_lm):
     import torch
 
-    from engine.scoring import continuation_logprobs
+    from engine.lm.scoring import continuation_logprobs
 
     tok, model = tiny_lm.tokenizer, tiny_lm.model
     pairs = [("The sky is", " blue"), ("A much longer prefix that needs padding in the batch", " and more words")]

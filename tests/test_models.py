@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from engine.models import (ModelLoadError, _write_cache, cache_is_valid, format_chat, load_model,
+from engine.lm.models import (ModelLoadError, _write_cache, cache_is_valid, format_chat, load_model,
                            resolve_dtype)
 
 

@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from engine.presets import PresetError, list_presets, load_preset
+from engine.data.presets import PresetError, list_presets, load_preset
 
 MINIMA = {"forget_prompts": 150, "retain_prompts": 300, "forget_probes": 40, "retain_probes": 40,
           "forget_corpus": 100, "retain_corpus": 100}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.selection import TokenSelector
+from engine.eco.selection import TokenSelector
 
 NAMES = ["Barack Obama", "Paris", "Angela Merkel", "London", "Harry Potter", "Microsoft", "Tokyo", "Marie Curie"]
 WORDS = ["who", "is", "the", "in", "did", "live", "tell", "me", "about", "and", "of", "visit", "what", "city",
@@ -64,7 +64,7 @@ def capsules(draw):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cap=capsules())
 def test_capsules_round_trip_through_a_file(tmp_path, cap):
-    from engine.runs import load_capsule, save_capsule
+    from engine.evaluation.capsules import load_capsule, save_capsule
 
     path = save_capsule(cap, tmp_path / "run.json")
     back = load_capsule(path)

@@ -221,7 +221,7 @@ def test_out_of_memory_message_in_the_cli_is_one_sentence():
 @pytest.fixture()
 def wb(tiny_model_dir, tmp_path, monkeypatch):
     from engine import Workbench
-    from engine.models import load_model
+    from engine.lm.models import load_model
 
     monkeypatch.setenv("LETHE_CACHE_DIR", str(tmp_path / "cache"))
     return Workbench.from_loaded(load_model(str(tiny_model_dir), device="cpu", dtype="float32"), "harry_potter")
@@ -251,9 +251,9 @@ def test_stop_ends_training_quickly_and_restores_the_model(wb):
 
 
 def test_stop_ends_zo_sweep_and_evaluation_within_two_seconds(wb):
-    from engine.eco import ECOConfig
-    from engine.evaluation import Stopped
-    from engine.zo import ZOConfig
+    from engine.eco.pipeline import ECOConfig
+    from engine.evaluation.runner import Stopped
+    from engine.eco.zo import ZOConfig
 
     eco = ECOConfig(gate="always", dims=4)
     stop = threading.Event()
@@ -269,7 +269,7 @@ def test_stop_ends_zo_sweep_and_evaluation_within_two_seconds(wb):
 
 
 def test_a_crash_while_saving_a_capsule_keeps_the_previous_file(tmp_path, monkeypatch):
-    from engine.runs import save_capsule
+    from engine.evaluation.capsules import save_capsule
 
     path = tmp_path / "run.json"
     save_capsule({"rows": [1]}, path)

@@ -1,7 +1,7 @@
 """NER spans -> LLM token positions, on tricky strings, with real spaCy."""
 import pytest
 
-from engine.selection import TokenSelector
+from engine.eco.selection import TokenSelector
 
 
 def picked(sel):

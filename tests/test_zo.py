@@ -3,7 +3,7 @@ import threading
 
 import pytest
 
-from engine.zo import ScalarZO, VectorZO, ZOConfig, run
+from engine.eco.zo import ScalarZO, VectorZO, ZOConfig, run
 
 
 def test_scalar_zo_reaches_the_target_of_a_monotone_objective():

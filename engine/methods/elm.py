@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from ..models import cache_dir
+from ..lm.models import cache_dir
 from .base import Method, TrainConfig, Trainer, seeded
 
 EXPERT_TEMPLATES = (
@@ -209,7 +209,7 @@ def guided_continuation(t: Trainer, context: str, expert: str, novice: str, toke
 
 def consistency_pool(t: Trainer, elm: ELM) -> list[dict]:
     """The cached guided continuations for this model, preset and settings (written once)."""
-    from ..runs import weights_hash
+    from ..evaluation.capsules import weights_hash
 
     c: ELMConfig = t.config
     if "weights_sha256" not in t.lm.extras:

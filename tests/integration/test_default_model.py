@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from engine.generation import GenerationConfig, encode_prompt, generate
-from engine.models import cache_is_valid, default_cache_path, load_model
+from engine.lm.generation import GenerationConfig, encode_prompt, generate
+from engine.lm.models import cache_is_valid, default_cache_path, load_model
 
 pytestmark = pytest.mark.integration
 HP_WORDS = ("hogwarts", "wizard", "rowling", "magic", "witch", "fantasy", "hermione", "voldemort", "dumbledore")

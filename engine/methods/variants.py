@@ -267,7 +267,7 @@ class Variants:
 
     def load_full(self, name_or_path: str, label: str | None = None, **kwargs):
         """Load a full unlearned model as its own variant (it costs a second copy of the weights)."""
-        from .models import load_model
+        from ..lm.models import load_model
 
         lm = load_model(name_or_path, **kwargs)
         label = (label or Path(str(name_or_path)).name).lower()
@@ -282,7 +282,7 @@ def _adapter_folder(source: str | Path) -> Path:
         return path
     if path.exists() or str(source).startswith((".", "/", "~")) or str(source).count("/") != 1:
         raise AdapterError(f"No adapter folder at {source}.")
-    from .models import is_offline
+    from ..lm.models import is_offline
 
     if is_offline():
         raise AdapterError(f"{source} is not a local folder and the Hub is offline (HF_HUB_OFFLINE=1).")

@@ -16,7 +16,7 @@ from typing import Iterator
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
-from . import checks
+from .. import checks
 from .models import format_chat
 
 

@@ -16,9 +16,9 @@ from typing import Callable
 
 import pandas as pd
 
-from .eco import ECOConfig
+from ..eco.pipeline import ECOConfig
 from .metrics import EvalContext, get_metric, list_metrics
-from .variants import BASE_VARIANTS
+from ..methods.variants import BASE_VARIANTS
 
 VARIANTS = BASE_VARIANTS
 DEFAULT_METRICS = ("forget_probe_accuracy", "retain_probe_accuracy", "forget_probe_logprob",

@@ -14,9 +14,9 @@ from typing import Callable
 
 import torch
 
-from .eco import ECO, ECOConfig, probe_summary
-from .models import LoadedModel, format_chat
-from .presets import Preset, Probe
+from ..eco.pipeline import ECO, ECOConfig, probe_summary
+from ..lm.models import LoadedModel, format_chat
+from ..data.presets import Preset, Probe
 
 LETTERS = (" A", " B", " C", " D")
 
@@ -258,7 +258,7 @@ def output_perplexity(lm: LoadedModel, prompts: list[str], outputs: list[str], b
                       chat: bool = True) -> list[float]:
     """exp of the mean token NLL of each output given its prompt under the current weights
     (call it with adapters off to score under the base model, ELM's 'seamlessness')."""
-    from .scoring import continuation_logprobs
+    from ..lm.scoring import continuation_logprobs
 
     keep = [i for i, o in enumerate(outputs) if o.strip()]
     prefixes = [format_chat(lm.tokenizer, prompts[i]) if chat else prompts[i] for i in keep]

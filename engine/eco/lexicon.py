@@ -15,8 +15,8 @@ import json
 import os
 import threading
 
-from .models import cache_dir
-from .presets import Preset
+from ..lm.models import cache_dir
+from ..data.presets import Preset
 
 ENTITY_TYPES = ("PERSON", "ORG", "GPE", "LOC", "FAC", "WORK_OF_ART", "PRODUCT", "EVENT", "NORP")
 

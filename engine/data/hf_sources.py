@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from engine.presets import PARSERS, SPLITS, PresetError
+from .records import PARSERS, SPLITS, PresetError
 
 FIELDS = {  # record kind -> Lethe fields a dataset row may fill
     "prompt": ("id", "prompt", "answer", "split", "kind", "boundary", "paraphrase", "perturbed"),

@@ -12,12 +12,12 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
 
-from . import checks
+from .. import checks
 from .classifier import PromptClassifier
 from .corruptions import USES_DIMS, get_corruption
-from .models import LoadedModel
-from .presets import Probe
-from .scoring import continuation_logprobs
+from ..lm.models import LoadedModel
+from ..data.presets import Probe
+from ..lm.scoring import continuation_logprobs
 from .selection import FALLBACKS, MODES, Selection, TokenSelector
 
 GATES = ("classifier", "always", "never")
