@@ -84,3 +84,8 @@ def plain_name(kind: str, value, known: list[str]) -> str:
         return value
     shown = repr(value)[:80]
     raise ValueError(f"Unknown {kind} {shown}; choose one of: {', '.join(known) or 'none'}.")
+
+
+def negation(value) -> float:
+    """SKU's lambda: how much of the learned task vector is subtracted (0 = Original, 1 = the paper)."""
+    return finite("lambda", value, 0, 100)

@@ -63,7 +63,7 @@ def test_alpha_bounds_the_false_positive_rate_on_a_disjoint_fold():
 
 def test_calibration_uses_only_the_held_out_train_fold(monkeypatch):
     """tau is set on the retain train fold held out of training, never on test prompts."""
-    from engine import classifier as C
+    from engine.eco import classifier as C
     from engine.data.presets import load_preset
 
     preset = load_preset("harry_potter")
@@ -223,11 +223,11 @@ def test_replay_in_a_fresh_process_notices_an_edited_capsule(tiny_model_dir, tmp
 def interleaved(lm, config, prompt="Who is Harry Potter?"):
     import contextlib
 
-    from engine.lm.generation import encode_prompt, stream_interleaved
+    from engine.lm.generation import decode, encode_prompt
 
     ids = encode_prompt(lm.tokenizer, prompt, chat=True, device="cpu")
     texts = None
-    for texts in stream_interleaved(lm.model, lm.tokenizer, config, [ids], [contextlib.nullcontext]):
+    for texts in decode(lm.model, lm.tokenizer, config, [ids], [contextlib.nullcontext]):
         pass
     return texts[0]
 

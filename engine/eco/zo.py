@@ -107,3 +107,19 @@ def run(objective: Callable, optimizer: ScalarZO | VectorZO, steps: int | None =
         yield rec
         if max(f_plus, f_minus) <= tolerance:
             return
+
+
+def search_strength(objective: Callable[[float], float], config: ZOConfig | None = None,
+                    stop_event: threading.Event | None = None) -> Iterator[dict]:
+    """ScalarZO over ECO's strength: one record per step, with the best strength probed so far
+    (the point, among all f(theta +- eps) evaluated, with the lowest objective)."""
+    opt = ScalarZO(config or ZOConfig())
+    best = None
+    for rec in run(objective, opt, stop_event=stop_event):
+        d = rec.to_dict()
+        for sigma, f in ((rec.theta_before + opt.c.eps, rec.f_plus),
+                         (max(rec.theta_before - opt.c.eps, 1e-8), rec.f_minus)):
+            if best is None or f < best[1]:
+                best = (sigma, f)
+        d.update(best_strength=best[0], best_objective=best[1])
+        yield d

@@ -269,15 +269,14 @@ def output_perplexity(lm: LoadedModel, prompts: list[str], outputs: list[str], b
     return out
 
 
-def output_metrics(wb, prompt: str, texts: list[str], config, preset: Preset) -> list[dict]:
-    """Quick metrics under each Compare column: base-model perplexity, unique-token ratio, keywords."""
-    lm = wb._lm()
-    with wb.variants.use(None):
-        # one answer at a time: four long answers in one batch would hold four (T, vocab) logit tables
-        ppl = output_perplexity(lm, [prompt] * len(texts), texts, batch_size=1, chat=config.chat)
+def output_metrics(lm: LoadedModel, prompt: str, texts: list[str], chat: bool, forget_keywords) -> list[dict]:
+    """Quick metrics under each Compare column: perplexity under the current weights (call it with the
+    adapters off for the base model's), unique-token ratio, forget keywords named."""
+    # one answer at a time: four long answers in one batch would hold four (T, vocab) logit tables
+    ppl = output_perplexity(lm, [prompt] * len(texts), texts, batch_size=1, chat=chat)
     clean = lambda x: None if x != x else x  # noqa: E731 - NaN (empty output) becomes null in JSON
     return [{"perplexity": clean(p), "unique_token_ratio": clean(unique_token_ratio(lm.tokenizer, t)),
-             "keywords": keyword_mentions(t, preset.forget_keywords)} for p, t in zip(ppl, texts)]
+             "keywords": keyword_mentions(t, forget_keywords)} for p, t in zip(ppl, texts)]
 
 
 def token_diff(reference: str, text: str) -> list[tuple[str, str | None]]:
@@ -304,29 +303,26 @@ def token_diff(reference: str, text: str) -> list[tuple[str, str | None]]:
 GEN_TOKENS = 48  # greedy new tokens per prompt for the generation metrics
 
 
-@torch.inference_mode()
 def generate_batch(ctx: EvalContext, prompts: list[str], max_new_tokens: int = GEN_TOKENS) -> list[str]:
-    """Greedy answers to chat prompts, left-padded in batches of ctx.batch_size, under the
-    variant's scope; ECO prompts go in as (maybe corrupted) embeddings, each with its own noise,
-    so an answer does not depend on the batch it lands in."""
+    """Greedy answers to chat prompts, in batches of ctx.batch_size through the one decoding routine,
+    under the variant's scope; ECO prompts go in as (maybe corrupted) embeddings, each with its own
+    noise, so an answer does not depend on the batch it lands in."""
+    from ..lm.generation import GenerationConfig, decode, encode_prompt
+
     lm, out = ctx.lm, []
-    embed = lm.model.get_input_embeddings()
-    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else lm.tokenizer.eos_token_id
+    config = GenerationConfig(max_new_tokens=max_new_tokens, chat=True)
     for start in range(0, len(prompts), ctx.batch_size):
         chunk = prompts[start:start + ctx.batch_size]
         if ctx.eco is None:
-            rows = [lm.tokenizer(format_chat(lm.tokenizer, p), add_special_tokens=False)["input_ids"] for p in chunk]
-            vecs = [embed(torch.tensor(r, device=lm.device)) for r in rows]
+            rows = [encode_prompt(lm.tokenizer, p, chat=True, device=lm.device) for p in chunk]
         else:
             plans = [ctx.engine.plan(p, ctx.eco) for p in chunk]
-            vecs = [(pl.inputs_embeds if pl.flagged else embed(pl.input_ids))[0] for pl in plans]
-        width = max(v.shape[0] for v in vecs)
-        pad_vec = embed(torch.tensor([pad], device=lm.device))[0]
-        batch = torch.stack([torch.cat([pad_vec.expand(width - v.shape[0], -1), v]) for v in vecs])  # (B, T, D)
-        attn = torch.tensor([[0] * (width - v.shape[0]) + [1] * v.shape[0] for v in vecs], device=lm.device)
-        gen = lm.model.generate(inputs_embeds=batch, attention_mask=attn, max_new_tokens=max_new_tokens,
-                                do_sample=False, pad_token_id=pad, top_k=None, top_p=None, temperature=None)
-        out += [lm.tokenizer.decode(g, skip_special_tokens=True).strip() for g in gen]
+            rows = [{"inputs_embeds": pl.inputs_embeds} if pl.flagged else {"input_ids": pl.input_ids}
+                    for pl in plans]
+        texts = []
+        for texts in decode(lm.model, lm.tokenizer, config, rows):
+            pass
+        out += [t.strip() for t in texts]
     return out
 
 

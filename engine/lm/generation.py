@@ -1,20 +1,21 @@
-"""Streaming generation: one code path for the UI, the CLI, benchmarks and tests.
+"""Decoding: one routine for the UI, the CLI, evaluation, benchmarks and tests.
 
-`stream()` runs `model.generate` in a worker thread and yields the text generated so far
-after every new piece (TextIteratorStreamer). It takes either token ids or prompt
-embeddings (`inputs_embeds`, how ECO feeds a corrupted prompt). Greedy when
-temperature == 0, else sampling with temperature / top-p from a seeded RNG.
-It knows nothing about variants, adapters or presets: callers prepare the model.
+`decode()` streams one or many rows token by token with the model's KV cache: the prompts of an
+evaluation batch (left-padded, one forward pass per token), or one prompt as several variants,
+each under its own adapter scope. A row is token ids or prompt embeddings (`inputs_embeds`, how
+ECO feeds a corrupted prompt). Greedy when temperature == 0, else sampling with temperature /
+top-p from a seeded generator per row. `stream()` and `generate()` are `decode()` for one row.
+It knows nothing about variants, adapters or presets: callers pass the scopes.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Iterator
 
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
 from .. import checks
 from .models import format_chat
@@ -55,15 +56,6 @@ class GenerationStats:
         return self.new_tokens / self.seconds if self.seconds > 0 else 0.0
 
 
-class _EventStop(StoppingCriteria):
-    def __init__(self, event: threading.Event):
-        self.event = event
-
-    def __call__(self, input_ids, scores, **kwargs) -> torch.BoolTensor:
-        done = self.event.is_set()
-        return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
-
-
 def encode_prompt(tokenizer, prompt: str, chat: bool = True, device=None) -> dict:
     """Token ids (1, T) and attention mask for one prompt, chat template applied when asked."""
     text = format_chat(tokenizer, prompt) if chat else prompt
@@ -79,77 +71,24 @@ def _trim_stops(text: str, stops) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
-def stream(
-    model,
-    tokenizer,
-    config: GenerationConfig,
-    input_ids: torch.Tensor | None = None,
-    attention_mask: torch.Tensor | None = None,
-    inputs_embeds: torch.Tensor | None = None,
-    stop_event: threading.Event | None = None,
-    stats: GenerationStats | None = None,
-) -> Iterator[str]:
-    """Yield the answer text so far, growing, until done, a stop string or `stop_event`."""
-    config.validate()
+def stream(model, tokenizer, config: GenerationConfig, input_ids: torch.Tensor | None = None,
+           attention_mask: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None,
+           stop_event: threading.Event | None = None, stats: GenerationStats | None = None) -> Iterator[str]:
+    """One prompt through `decode()`: yield the answer so far, growing, until done, a stop string or
+    `stop_event`. Closing the generator early sets `stop_event`."""
     if input_ids is None and inputs_embeds is None:
         raise ValueError("stream() needs input_ids or inputs_embeds.")
     stop_event = stop_event or threading.Event()
-    stats = stats if stats is not None else GenerationStats()
-    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
-    sample = config.temperature > 0
-    kwargs = dict(
-        attention_mask=attention_mask,
-        max_new_tokens=int(config.max_new_tokens),
-        do_sample=sample,
-        temperature=float(config.temperature) if sample else None,
-        top_p=float(config.top_p) if sample else None,
-        top_k=None,
-        streamer=streamer,
-        stopping_criteria=StoppingCriteriaList([_EventStop(stop_event)]),
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    if config.stop:
-        kwargs.update(stop_strings=list(config.stop), tokenizer=tokenizer)
-    if inputs_embeds is not None:
-        kwargs["inputs_embeds"] = inputs_embeds
-        prompt_len = 0
-    else:
-        kwargs["input_ids"] = input_ids
-        prompt_len = input_ids.shape[1]
-    failure: list[BaseException] = []
-    out: list[torch.Tensor] = []
-
-    def work():
-        try:
-            torch.manual_seed(int(config.seed))
-            with torch.inference_mode():
-                out.append(model.generate(**kwargs))
-        except BaseException as exc:  # surfaced in the caller's thread below
-            failure.append(exc)
-            streamer.end()
-
-    start = time.perf_counter()
-    worker = threading.Thread(target=work, name="lethe-generate", daemon=True)
-    worker.start()
-    text, finished = "", False
+    row = {"input_ids": input_ids, "inputs_embeds": inputs_embeds, "attention_mask": attention_mask}
+    finished = False
     try:
-        for piece in streamer:
-            text += piece
-            shown, hit = _trim_stops(text, config.stop)
-            yield shown
-            if hit:
-                stop_event.set()
+        for texts in decode(model, tokenizer, config, [row], stop_event=stop_event,
+                            stats=[stats if stats is not None else GenerationStats()]):
+            yield texts[0]
         finished = True
     finally:
-        if not finished:  # the caller walked away (closed the generator): stop the worker
+        if not finished:
             stop_event.set()
-        worker.join()
-    if failure:
-        raise failure[0]
-    stats.text, stats.stopped = _trim_stops(text, config.stop)
-    stats.stopped = stats.stopped or stop_event.is_set()
-    stats.new_tokens = int(out[0].shape[1] - prompt_len) if out else 0
-    stats.seconds = time.perf_counter() - start
 
 
 def generate(model, tokenizer, config: GenerationConfig, **inputs) -> GenerationStats:
@@ -178,55 +117,111 @@ def _next_token(logits: torch.Tensor, config: GenerationConfig, generator: torch
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
-def stream_interleaved(model, tokenizer, config: GenerationConfig, inputs: list[dict], scopes: list,
-                       lock=None, stop_event: threading.Event | None = None,
-                       stats: list[GenerationStats] | None = None) -> Iterator[list[str]]:
-    """Decode several variants of one prompt token by token, in turn, each under its own scope.
+class _Group:
+    """Rows decoded together in one batch under one scope: left-padded, one KV cache."""
 
-    `inputs[i]` holds input_ids or inputs_embeds (1, T) (+ attention_mask); `scopes[i]()` is a
-    context manager putting the model in variant i's state (adapter, scale) and restoring it.
-    Every forward pass runs under `lock` inside its scope, so variants that need different
-    adapter states share one model, and other requests can run between tokens. Yields the
-    list of texts so far after each round. Each variant keeps its own KV cache and, when
-    sampling, its own generator seeded with `config.seed`."""
+    def __init__(self, model, rows: list[int], inputs: list[dict], pad_id: int):
+        self.rows, self.cache = rows, None
+        if len(rows) == 1:
+            inp = {k: v for k, v in inputs[0].items() if v is not None}
+            width = (inp["input_ids"] if "input_ids" in inp else inp["inputs_embeds"]).shape[1]
+            device = (inp.get("input_ids") if "input_ids" in inp else inp["inputs_embeds"]).device
+            self.mask = inp.pop("attention_mask", None)
+            if self.mask is None:
+                self.mask = torch.ones((1, width), dtype=torch.long, device=device)
+            self.first = inp
+        else:  # different lengths or kinds: embed every row and pad on the left
+            embed = model.get_input_embeddings()
+            vecs = [(inp["inputs_embeds"] if inp.get("inputs_embeds") is not None else embed(inp["input_ids"]))[0]
+                    for inp in inputs]
+            width, device = max(v.shape[0] for v in vecs), vecs[0].device
+            pad = embed(torch.tensor([pad_id], device=device))[0]
+            self.first = {"inputs_embeds": torch.stack(
+                [torch.cat([pad.expand(width - v.shape[0], -1), v]) for v in vecs])}
+            self.mask = torch.tensor([[0] * (width - v.shape[0]) + [1] * v.shape[0] for v in vecs], device=device)
+        self.positions = (self.mask.cumsum(-1) - 1).clamp(min=0)
+
+    def forward(self, model, tokens: list[int] | None = None) -> torch.Tensor:
+        """One forward pass: the prompts first, then one token per row; the last logits (B, V)."""
+        if tokens is None:
+            kw = dict(self.first, attention_mask=self.mask, position_ids=self.positions)
+        else:
+            device = self.mask.device
+            self.mask = torch.cat([self.mask, self.mask.new_ones((len(tokens), 1))], dim=1)
+            self.positions = self.positions[:, -1:] + 1
+            kw = dict(input_ids=torch.tensor([[t] for t in tokens], device=device), attention_mask=self.mask,
+                      position_ids=self.positions)
+        out = model(past_key_values=self.cache, use_cache=True, **kw)
+        self.cache = out.past_key_values
+        return out.logits[:, -1]
+
+
+def decode(model, tokenizer, config: GenerationConfig, inputs: list[dict], scopes: list | None = None,
+           lock=None, stop_event: threading.Event | None = None,
+           stats: list[GenerationStats] | None = None) -> Iterator[list[str]]:
+    """The one decoding routine: yield the texts of every row so far, after each new token.
+
+    `inputs[i]` holds one row's input_ids or inputs_embeds (1, T) and maybe its attention_mask: the
+    prompts of an evaluation batch, or one prompt as several variants. `scopes[i]()` is a context
+    manager putting the model in row i's state (adapter, scale) and restoring it; rows that share a
+    scope decode as one left-padded batch, rows with different scopes take turns, one forward pass
+    each per round, so variants needing different adapter states share one model. Every forward
+    pass runs under `lock` (other requests may run between tokens). A row ends at an end-of-sequence
+    token, a stop string, `max_new_tokens`, or when `stop_event` is set; when sampling, each row has
+    its own generator seeded with `config.seed`, so its answer does not depend on its neighbours."""
     config.validate()
     lock = lock or threading.RLock()
     n = len(inputs)
+    scopes = scopes or [contextlib.nullcontext] * n
     stats = stats if stats is not None else [GenerationStats() for _ in range(n)]
     eos = _eos_ids(model, tokenizer)
+    pad_id = next(iter(sorted(eos)), 0) if tokenizer.pad_token_id is None else tokenizer.pad_token_id
+    groups: dict[int, list[int]] = {}
+    for i, scope in enumerate(scopes):
+        groups.setdefault(id(scope), []).append(i)
     gens = [torch.Generator().manual_seed(int(config.seed)) for _ in range(n)]
-    caches, last, lengths = [None] * n, [None] * n, [0] * n
     new: list[list[int]] = [[] for _ in range(n)]
-    texts, live = [""] * n, list(range(n))
+    texts, full, live, hit_stop = [""] * n, [""] * n, set(range(n)), [False] * n
     start = time.perf_counter()
+    batches, logits = [], {}
 
-    def forward(i: int, **kw) -> None:
-        with lock, scopes[i](), torch.inference_mode():
-            out = model(past_key_values=caches[i], use_cache=True, **kw)
-        caches[i], last[i] = out.past_key_values, out.logits[0, -1]
+    def step(g: _Group, tokens=None) -> None:
+        with lock, scopes[g.rows[0]](), torch.inference_mode():
+            last = g.forward(model, tokens)
+        for j, i in enumerate(g.rows):
+            logits[i] = last[j]
 
-    for i, inp in enumerate(inputs):
-        lengths[i] = (inp.get("input_ids") if inp.get("input_ids") is not None else inp["inputs_embeds"]).shape[1]
-        forward(i, **{k: v for k, v in inp.items() if v is not None})
+    for rows in groups.values():
+        with lock, scopes[rows[0]](), torch.inference_mode():  # the prompt embeddings under the row's scope
+            g = _Group(model, rows, [inputs[i] for i in rows], pad_id)
+        batches.append(g)
+        step(g)
     while live:
-        for i in list(live):
-            token = _next_token(last[i], config, gens[i])
-            if token in eos:
-                live.remove(i)
+        for g in batches:
+            if not live.intersection(g.rows):
                 continue
-            new[i].append(token)
-            texts[i], hit = _trim_stops(tokenizer.decode(new[i], skip_special_tokens=True), config.stop)
-            if hit or len(new[i]) >= config.max_new_tokens:
-                live.remove(i)
-                continue
-            lengths[i] += 1
-            device = last[i].device
-            forward(i, input_ids=torch.tensor([[token]], device=device),
-                    attention_mask=torch.ones((1, lengths[i]), dtype=torch.long, device=device))
+            tokens = []
+            for i in g.rows:
+                token = _next_token(logits[i], config, gens[i]) if i in live else pad_id
+                if i in live and token in eos:
+                    live.discard(i)
+                elif i in live:
+                    new[i].append(token)
+                    full[i], hit_stop[i] = _trim_stops(tokenizer.decode(new[i], skip_special_tokens=True),
+                                                       config.stop)
+                    texts[i] = full[i].rstrip("\ufffd")  # a character still being spelled out in bytes
+                    if hit_stop[i] or len(new[i]) >= config.max_new_tokens:
+                        live.discard(i)
+                        texts[i] = full[i]
+                tokens.append(token)
+            if live.intersection(g.rows):
+                step(g, tokens)
         if stop_event is not None and stop_event.is_set():
-            live = []
+            live.clear()
+        if not live:
+            texts = list(full)
         yield list(texts)
     seconds = time.perf_counter() - start
     for i, st in enumerate(stats):
         st.text, st.new_tokens, st.seconds = texts[i], len(new[i]), seconds
-        st.stopped = bool(stop_event is not None and stop_event.is_set())
+        st.stopped = hit_stop[i] or bool(stop_event is not None and stop_event.is_set())

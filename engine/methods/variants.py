@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from .. import checks
+
 WEIGHT_METHODS = ("elm", "sku")
 BASE_VARIANTS = ("original", "eco", "elm", "sku", "eco+elm", "eco+sku")
 RECORD_FILE = "lethe_adapter.json"
@@ -114,9 +116,7 @@ class Variants:
         previous = self._state
         scale = self.adapters[adapter].scale if adapter is not None else 1.0
         if negation is not None and adapter is not None and self.adapters[adapter].method == "sku":
-            if not (negation == negation) or not 0 <= negation <= 100:
-                raise ValueError(f"lambda must be between 0 and 100, got {negation}.")
-            scale = -float(negation)
+            scale = -checks.negation(negation)
         if train:
             scale = 1.0  # training always learns the positive delta
         self._apply(adapter, scale, train)
