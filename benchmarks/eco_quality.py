@@ -14,9 +14,7 @@ import time
 
 from common import write
 
-from engine import GenerationConfig, Workbench
-from engine.eco.pipeline import ECOConfig
-from engine.eco.zo import ZOConfig
+from engine import ECOConfig, GenerationConfig, Workbench, ZOConfig
 
 HP_WORDS = ("harry", "potter", "hogwarts", "rowling", "hermione", "wizard")
 
@@ -33,7 +31,7 @@ def main() -> None:
     p = wb.preset
     out = {"preset": p.name, "classifier": clf.info(),
            "gate_prompts_test": wb.gate_report(split="test")}
-    from engine.eco.classifier import gate_report
+    from engine import gate_report
 
     out["gate_probes_test"] = gate_report(clf, [q.prefix for q in p.probes("forget", "test")],
                                           [q.prefix for q in p.probes("retain", "test")])

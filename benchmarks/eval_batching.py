@@ -9,9 +9,7 @@ import time
 
 from common import write
 
-from engine import Workbench
-from engine.eco.pipeline import ECOConfig
-from engine.evaluation.runner import evaluate
+from engine import ECOConfig, Workbench, evaluate
 
 METRICS = ["forget_probe_accuracy", "retain_probe_accuracy"]
 

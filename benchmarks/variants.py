@@ -51,8 +51,7 @@ def main() -> None:
 
     wb = Workbench()
     wb.classifier()
-    wb.lm.model.generation_config.eos_token_id = None  # exactly 64 tokens everywhere
-    cfg = GenerationConfig(max_new_tokens=64)
+    cfg = GenerationConfig(max_new_tokens=64, min_new_tokens=64)  # exactly 64 tokens everywhere
     one_s, one = timed(lambda: wb.generate(PROMPT, cfg))
 
     def four():

@@ -17,9 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.lm.models import load_model  # noqa: E402
-from engine.data.presets import read_jsonl, resolve_preset_dir  # noqa: E402
-from engine.lm.scoring import rank_choices  # noqa: E402
+from engine import load_model, rank_choices, read_jsonl, resolve_preset_dir  # noqa: E402
 
 
 def filter_side(lm, folder: Path, side: str) -> dict:

@@ -79,3 +79,19 @@ def test_bad_settings_are_refused_in_one_sentence():
                       (dict(top_p=0), "top_p")]:
         with pytest.raises(ValueError, match=word):
             GenerationConfig(**cfg).validate()
+
+
+def test_min_new_tokens_refuses_the_end_of_sequence_until_reached(tiny_lm):
+    from engine.lm.generation import decode
+
+    inputs = encode_prompt(tiny_lm.tokenizer, "Hi")
+    eos = tiny_lm.tokenizer.eos_token_id
+    free = generate(tiny_lm.model, tiny_lm.tokenizer, GenerationConfig(max_new_tokens=40), **inputs)
+    held = generate(tiny_lm.model, tiny_lm.tokenizer, GenerationConfig(max_new_tokens=40, min_new_tokens=40), **inputs)
+    assert held.new_tokens == 40 and free.new_tokens <= 40
+    stats = [GenerationStats(), GenerationStats()]  # two rows in one batch: each keeps its own count
+    for _ in decode(tiny_lm.model, tiny_lm.tokenizer, GenerationConfig(max_new_tokens=12, min_new_tokens=12),
+                    [inputs, encode_prompt(tiny_lm.tokenizer, "A much longer prompt than the other one")],
+                    stats=stats):
+        pass
+    assert [s.new_tokens for s in stats] == [12, 12] and eos is not None

@@ -27,11 +27,13 @@ class GenerationConfig:
     temperature: float = field(default=0.0, metadata={"help": "0 = greedy; above 0 samples.", "min": 0.0, "max": 2.0})
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass (sampling only).", "min": 0.05, "max": 1.0})
     seed: int = field(default=0, metadata={"help": "Seed for sampling and for ECO noise."})
+    min_new_tokens: int = field(default=0, metadata={"help": "End-of-sequence is refused before this many tokens (benchmarks use it to time a fixed length).", "min": 0, "max": 2048})
     stop: tuple[str, ...] = field(default=(), metadata={"help": "Strings that end the answer."})
     chat: bool = field(default=True, metadata={"help": "Wrap the prompt in the model's chat template."})
 
     def validate(self) -> "GenerationConfig":
         checks.integer("max_new_tokens", self.max_new_tokens, 1, 4096)
+        checks.integer("min_new_tokens", self.min_new_tokens, 0, 4096)
         checks.finite("temperature", self.temperature, 0, 5)
         if not 0 < checks.finite("top_p", self.top_p, 0, 1):
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}.")
@@ -175,6 +177,7 @@ def decode(model, tokenizer, config: GenerationConfig, inputs: list[dict], scope
     scopes = scopes or [contextlib.nullcontext] * n
     stats = stats if stats is not None else [GenerationStats() for _ in range(n)]
     eos = _eos_ids(model, tokenizer)
+    eos_index = torch.tensor(sorted(eos), dtype=torch.long)
     pad_id = next(iter(sorted(eos)), 0) if tokenizer.pad_token_id is None else tokenizer.pad_token_id
     groups: dict[int, list[int]] = {}
     for i, scope in enumerate(scopes):
@@ -202,6 +205,8 @@ def decode(model, tokenizer, config: GenerationConfig, inputs: list[dict], scope
                 continue
             tokens = []
             for i in g.rows:
+                if i in live and len(new[i]) < config.min_new_tokens:
+                    logits[i] = logits[i].index_fill(0, eos_index.to(logits[i].device), float("-inf"))
                 token = _next_token(logits[i], config, gens[i]) if i in live else pad_id
                 if i in live and token in eos:
                     live.discard(i)
