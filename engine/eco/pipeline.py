@@ -9,16 +9,19 @@ so two users with different settings can never see each other's corruption.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
+from typing import TYPE_CHECKING
 
 import torch
 
 from .. import checks
-from .classifier import PromptClassifier
-from .corruptions import USES_DIMS, get_corruption
-from ..lm.models import LoadedModel
-from ..data.presets import Probe
 from ..lm.scoring import continuation_logprobs
+from .corruptions import USES_DIMS, get_corruption
 from .selection import FALLBACKS, MODES, Selection, TokenSelector
+
+if TYPE_CHECKING:  # types only: the pipeline needs no classifier, model loader or preset code to run
+    from ..data.records import Probe
+    from ..lm.models import LoadedModel
+    from .classifier import PromptClassifier
 
 GATES = ("classifier", "always", "never")
 UNITS = ("absolute", "std")

@@ -14,9 +14,10 @@ from typing import Callable
 
 import torch
 
+from ..data.presets import Preset
+from ..data.records import Probe
 from ..eco.pipeline import ECO, ECOConfig, probe_summary
 from ..lm.models import LoadedModel, format_chat
-from ..data.presets import Preset, Probe
 
 LETTERS = (" A", " B", " C", " D")
 
