@@ -1,4 +1,4 @@
-"""ECO's corruption functions: small pure tensor functions in a loud registry.
+"""ECO's corruption functions: small pure tensor functions, registered by name in one table.
 
 Every function has the signature
 
@@ -23,21 +23,6 @@ from typing import Callable
 import torch
 
 Corruption = Callable[[torch.Tensor, torch.Tensor, int, float, torch.Generator], torch.Tensor]
-CORRUPTIONS: dict[str, Corruption] = {}
-USES_STRENGTH: dict[str, bool] = {}
-USES_DIMS: dict[str, bool] = {}
-
-
-def corruption(name: str, strength: bool = True, dims: bool = True):
-    """Register a corruption function under a unique name."""
-    def register(fn: Corruption) -> Corruption:
-        if name in CORRUPTIONS:
-            raise ValueError(f"corruption {name!r} is already registered")
-        CORRUPTIONS[name] = fn
-        USES_STRENGTH[name], USES_DIMS[name] = strength, dims
-        fn.corruption_name = name
-        return fn
-    return register
 
 
 def get_corruption(name: str) -> Corruption:
@@ -78,14 +63,12 @@ def _where(mask: torch.Tensor, coords: torch.Tensor, new: torch.Tensor, old: tor
 
 # ---------------------------------------------------------------------------- noise
 
-@corruption("rand_noise_first_n")
 def rand_noise_first_n(embeds, mask, dims, strength, generator):
     """e[j] += N(0, sigma^2) for the first k coordinates of every selected token."""
     noise = _noise(embeds.shape, generator, embeds, strength)
     return _where(mask, _first_n(embeds, dims), embeds + noise, embeds)
 
 
-@corruption("rand_noise_rand_n")
 def rand_noise_rand_n(embeds, mask, dims, strength, generator):
     """e[j] += N(0, sigma^2) on one random set of k coordinates shared by the whole batch."""
     perm = torch.randperm(embeds.shape[-1], generator=generator)[:dims].to(embeds.device)
@@ -95,14 +78,12 @@ def rand_noise_rand_n(embeds, mask, dims, strength, generator):
     return _where(mask, coords, embeds + noise, embeds)
 
 
-@corruption("rand_noise_top_k")
 def rand_noise_top_k(embeds, mask, dims, strength, generator):
     """e[j] += N(0, sigma^2) on each token's k largest-magnitude coordinates."""
     noise = _noise(embeds.shape, generator, embeds, strength)
     return _where(mask, _top_k(embeds.abs(), dims), embeds + noise, embeds)
 
 
-@corruption("set_rand_noise_first_n")
 def set_rand_noise_first_n(embeds, mask, dims, strength, generator):
     """e[j] <- N(0, sigma^2) for the first k coordinates (selected tokens only; see module doc)."""
     noise = _noise(embeds.shape, generator, embeds, strength)
@@ -111,25 +92,21 @@ def set_rand_noise_first_n(embeds, mask, dims, strength, generator):
 
 # ---------------------------------------------------------------------------- zero / flip
 
-@corruption("zero_out_first_n", strength=False)
 def zero_out_first_n(embeds, mask, dims, strength, generator):
     """e[j] <- 0 for the first k coordinates."""
     return _where(mask, _first_n(embeds, dims), torch.zeros_like(embeds), embeds)
 
 
-@corruption("zero_out_top_k", strength=False)
 def zero_out_top_k(embeds, mask, dims, strength, generator):
     """e[j] <- 0 for each token's k largest-magnitude coordinates."""
     return _where(mask, _top_k(embeds.abs(), dims), torch.zeros_like(embeds), embeds)
 
 
-@corruption("flip_sign_first_n", strength=False)
 def flip_sign_first_n(embeds, mask, dims, strength, generator):
     """e[j] <- -e[j] for the first k coordinates."""
     return _where(mask, _first_n(embeds, dims), -embeds, embeds)
 
 
-@corruption("flip_sign_top_k", strength=False)
 def flip_sign_top_k(embeds, mask, dims, strength, generator):
     """e[j] <- -e[j] for each token's k largest-magnitude coordinates."""
     return _where(mask, _top_k(embeds.abs(), dims), -embeds, embeds)
@@ -137,25 +114,21 @@ def flip_sign_top_k(embeds, mask, dims, strength, generator):
 
 # ---------------------------------------------------------------------------- shift by a constant
 
-@corruption("sub_value_top_k")
 def sub_value_top_k(embeds, mask, dims, strength, generator):
     """e[j] -= sigma on each token's k largest (signed) coordinates."""
     return _where(mask, _top_k(embeds, dims, largest=True), embeds - strength, embeds)
 
 
-@corruption("add_value_least_k")
 def add_value_least_k(embeds, mask, dims, strength, generator):
     """e[j] += sigma on each token's k smallest (signed) coordinates."""
     return _where(mask, _top_k(embeds, dims, largest=False), embeds + strength, embeds)
 
 
-@corruption("sub_value_first_n")
 def sub_value_first_n(embeds, mask, dims, strength, generator):
     """e[j] -= sigma for the first k coordinates."""
     return _where(mask, _first_n(embeds, dims), embeds - strength, embeds)
 
 
-@corruption("add_value_first_n")
 def add_value_first_n(embeds, mask, dims, strength, generator):
     """e[j] += sigma for the first k coordinates."""
     return _where(mask, _first_n(embeds, dims), embeds + strength, embeds)
@@ -172,13 +145,35 @@ def _permute_selected(embeds, mask, order_fn):
     return out
 
 
-@corruption("reverse_order", strength=False, dims=False)
 def reverse_order(embeds, mask, dims, strength, generator):
     """Reverse the order of the selected tokens within each prompt (others stay in place)."""
     return _permute_selected(embeds, mask, lambda n: torch.arange(n - 1, -1, -1))
 
 
-@corruption("shuffle", strength=False, dims=False)
 def shuffle(embeds, mask, dims, strength, generator):
     """Randomly permute the selected tokens within each prompt (others stay in place)."""
     return _permute_selected(embeds, mask, lambda n: torch.randperm(n, generator=generator))
+
+
+# ---------------------------------------------------------------------------- the registry
+
+# name -> (function, uses strength, uses dims); a plain table, so each function is an ordinary one
+CORRUPTIONS_TABLE = {
+    "rand_noise_first_n": (rand_noise_first_n, True, True),
+    "rand_noise_rand_n": (rand_noise_rand_n, True, True),
+    "rand_noise_top_k": (rand_noise_top_k, True, True),
+    "set_rand_noise_first_n": (set_rand_noise_first_n, True, True),
+    "zero_out_first_n": (zero_out_first_n, False, True),
+    "zero_out_top_k": (zero_out_top_k, False, True),
+    "flip_sign_first_n": (flip_sign_first_n, False, True),
+    "flip_sign_top_k": (flip_sign_top_k, False, True),
+    "sub_value_top_k": (sub_value_top_k, True, True),
+    "add_value_least_k": (add_value_least_k, True, True),
+    "sub_value_first_n": (sub_value_first_n, True, True),
+    "add_value_first_n": (add_value_first_n, True, True),
+    "reverse_order": (reverse_order, False, False),
+    "shuffle": (shuffle, False, False),
+}
+CORRUPTIONS: dict[str, Corruption] = {n: fn for n, (fn, _, _) in CORRUPTIONS_TABLE.items()}
+USES_STRENGTH: dict[str, bool] = {n: uses for n, (_, uses, _) in CORRUPTIONS_TABLE.items()}
+USES_DIMS: dict[str, bool] = {n: uses for n, (_, _, uses) in CORRUPTIONS_TABLE.items()}

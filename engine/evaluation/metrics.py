@@ -49,17 +49,6 @@ class MetricValue:
 
 
 Metric = Callable[[EvalContext], MetricValue]
-METRICS: dict[str, Metric] = {}
-
-
-def metric(name: str):
-    """Register a metric under a unique name; its docstring's first line is its definition."""
-    def register(fn: Metric) -> Metric:
-        if name in METRICS:
-            raise ValueError(f"metric {name!r} is already registered")
-        METRICS[name] = fn
-        return fn
-    return register
 
 
 def get_metric(name: str) -> Metric:
@@ -69,7 +58,8 @@ def get_metric(name: str) -> Metric:
 
 
 def list_metrics() -> dict[str, str]:
-    return {n: (fn.__doc__ or "").strip().splitlines()[0] for n, fn in sorted(METRICS.items())}
+    """Every metric's name and its one-line definition."""
+    return {n: METRIC_TABLE[n][1] for n in sorted(METRIC_TABLE)}
 
 
 # ---------------------------------------------------------------------------- probes
@@ -87,21 +77,28 @@ def _probe_scores(ctx: EvalContext, side: str) -> list[list[float]]:
     return ctx.cache[key]
 
 
-def _probe_metric(side: str, field_: str) -> Metric:
-    def fn(ctx: EvalContext) -> MetricValue:
-        scores = _probe_scores(ctx, side)
-        s = probe_summary(scores)
-        rows = [{"id": p.id, "correct": max(range(4), key=sc.__getitem__) == 0, "answer_logprob": sc[0]}
-                for p, sc in zip(_probes(ctx, side), scores)]
-        return MetricValue(s[field_], s["n"], rows)
-    return fn
+def _probe_metric(ctx: EvalContext, side: str, field_: str) -> MetricValue:
+    scores = _probe_scores(ctx, side)
+    s = probe_summary(scores)
+    rows = [{"id": p.id, "correct": max(range(4), key=sc.__getitem__) == 0, "answer_logprob": sc[0]}
+            for p, sc in zip(_probes(ctx, side), scores)]
+    return MetricValue(s[field_], s["n"], rows)
 
 
-for _side in ("forget", "retain"):
-    metric(f"{_side}_probe_accuracy")(_probe_metric(_side, "accuracy")).__doc__ = (
-        f"Share of {_side} cloze probes whose answer has the highest mean token log-prob of the 4 choices.")
-    metric(f"{_side}_probe_logprob")(_probe_metric(_side, "logprob")).__doc__ = (
-        f"Mean token log-prob of the answer of {_side} cloze probes.")
+def forget_probe_accuracy(ctx: EvalContext) -> MetricValue:
+    return _probe_metric(ctx, "forget", "accuracy")
+
+
+def retain_probe_accuracy(ctx: EvalContext) -> MetricValue:
+    return _probe_metric(ctx, "retain", "accuracy")
+
+
+def forget_probe_logprob(ctx: EvalContext) -> MetricValue:
+    return _probe_metric(ctx, "forget", "logprob")
+
+
+def retain_probe_logprob(ctx: EvalContext) -> MetricValue:
+    return _probe_metric(ctx, "retain", "logprob")
 
 
 # ---------------------------------------------------------------------------- multiple choice
@@ -111,33 +108,32 @@ def mcq_prompt(subject: str, question: str, choices) -> str:
     return f"The following are multiple choice questions (with answers) about {subject}.\n\n{question}\n{body}\nAnswer:"
 
 
-def _mcq_metric(side: str) -> Metric:
-    def fn(ctx: EvalContext) -> MetricValue:
-        qs = ctx.preset.mcqs(side, ctx.split)
-        if not qs:
-            return MetricValue(float("nan"), 0)
-        probes = [Probe(id=q.id, prefix=mcq_prompt(ctx.preset.title.lower(), q.question, q.choices),
-                        answer=LETTERS[q.answer], distractors=tuple(l for i, l in enumerate(LETTERS) if i != q.answer))
-                  for q in qs]
-        eco = ctx.eco
-        if eco is not None and eco.selection == "ner":  # the reference corrupts all but the last token for MCQ
-            eco = ECOConfig.from_dict({**eco.to_dict(), "selection": "all_but_last"})
-        scores = ctx.engine.probe_choice_logprobs(probes, eco, ctx.batch_size)
-        rows = [{"id": q.id, "correct": max(range(4), key=s.__getitem__) == 0} for q, s in zip(qs, scores)]
-        return MetricValue(sum(r["correct"] for r in rows) / len(rows), len(rows), rows)
-    return fn
+def _mcq_metric(ctx: EvalContext, side: str) -> MetricValue:
+    qs = ctx.preset.mcqs(side, ctx.split)
+    if not qs:
+        return MetricValue(float("nan"), 0)
+    probes = [Probe(id=q.id, prefix=mcq_prompt(ctx.preset.title.lower(), q.question, q.choices),
+                    answer=LETTERS[q.answer], distractors=tuple(l for i, l in enumerate(LETTERS) if i != q.answer))
+              for q in qs]
+    eco = ctx.eco
+    if eco is not None and eco.selection == "ner":  # the reference corrupts all but the last token for MCQ
+        eco = ECOConfig.from_dict({**eco.to_dict(), "selection": "all_but_last"})
+    scores = ctx.engine.probe_choice_logprobs(probes, eco, ctx.batch_size)
+    rows = [{"id": q.id, "correct": max(range(4), key=s.__getitem__) == 0} for q, s in zip(qs, scores)]
+    return MetricValue(sum(r["correct"] for r in rows) / len(rows), len(rows), rows)
 
 
-for _side in ("forget", "retain"):
-    metric(f"{_side}_mcq_accuracy")(_mcq_metric(_side)).__doc__ = (
-        f"Share of {_side} multiple-choice questions answered right by the ' A'..' D' logit after 'Answer:'.")
+def forget_mcq_accuracy(ctx: EvalContext) -> MetricValue:
+    return _mcq_metric(ctx, "forget")
+
+
+def retain_mcq_accuracy(ctx: EvalContext) -> MetricValue:
+    return _mcq_metric(ctx, "retain")
 
 
 # ---------------------------------------------------------------------------- fluency and specificity
 
-@metric("retain_perplexity")
 def retain_perplexity(ctx: EvalContext) -> MetricValue:
-    """exp of the mean token NLL of retain-corpus passages (first word as context) under the variant."""
     passages = ctx.preset.retain_corpus
     heads, tails = zip(*[(t.split(" ", 1)[0], " " + t.split(" ", 1)[1]) for t in (p.text for p in passages)])
     lp = _maybe_eco_logprobs(ctx, list(heads), list(tails))
@@ -150,24 +146,20 @@ def _maybe_eco_logprobs(ctx: EvalContext, prefixes: list[str], conts: list[str])
     return ctx.engine.pair_logprobs(prefixes, conts, ctx.eco, ctx.batch_size)
 
 
-@torch.inference_mode()
 def _last_logprobs(ctx: EvalContext, prompt: str, eco: ECOConfig | None, lm: LoadedModel | None = None) -> torch.Tensor:
     lm = lm or ctx.lm
     if eco is None:
         ids = lm.tokenizer(format_chat(lm.tokenizer, prompt), return_tensors="pt", add_special_tokens=False)
-        logits = lm.model(input_ids=ids["input_ids"].to(lm.device)).logits
+        inputs = {"input_ids": ids["input_ids"].to(lm.device)}
     else:
         plan = ctx.engine.plan(prompt, eco)
-        if plan.flagged:
-            logits = lm.model(inputs_embeds=plan.inputs_embeds).logits
-        else:
-            logits = lm.model(input_ids=plan.input_ids).logits
+        inputs = {"inputs_embeds": plan.inputs_embeds} if plan.flagged else {"input_ids": plan.input_ids}
+    with torch.inference_mode():
+        logits = lm.model(**inputs).logits
     return torch.log_softmax(logits[0, -1].float(), -1)
 
 
-@metric("retain_kl")
 def retain_kl(ctx: EvalContext) -> MetricValue:
-    """Mean KL(Original || variant) of the next-token distribution after each retain prompt (specificity)."""
     prompts = ctx.preset.prompts("retain", ctx.split)
     rows = []
     for r in prompts:
@@ -189,15 +181,11 @@ def _gate(ctx: EvalContext, side: str) -> MetricValue:
     return MetricValue(sum(flags) / max(len(flags), 1), len(flags), rows)
 
 
-@metric("forget_recall")
 def forget_recall(ctx: EvalContext) -> MetricValue:
-    """Share of forget prompts the variant's gate flags (ECO's classifier; 0 for weight-space variants)."""
     return _gate(ctx, "forget")
 
 
-@metric("retain_fpr")
 def retain_fpr(ctx: EvalContext) -> MetricValue:
-    """Share of retain prompts the variant's gate flags by mistake (false-positive rate)."""
     return _gate(ctx, "retain")
 
 
@@ -220,9 +208,7 @@ def _truth_ratios(ctx: EvalContext) -> tuple[list, list[float]]:
     return ctx.cache[key]
 
 
-@metric("truth_ratio")
 def truth_ratio(ctx: EvalContext) -> MetricValue:
-    """TOFU truth ratio on forget questions: mean of min(R, 1/R), R = GM P(perturbed) / P(paraphrase)."""
     rows, ratios = _truth_ratios(ctx)
     if not rows:
         return MetricValue(float("nan"), 0)
@@ -335,46 +321,78 @@ def _generations(ctx: EvalContext, side: str) -> tuple[list, list[str]]:
     return ctx.cache[key]
 
 
-def _rouge_metric(side: str) -> Metric:
-    def fn(ctx: EvalContext) -> MetricValue:
-        from rouge_score import rouge_scorer
+def _rouge_metric(ctx: EvalContext, side: str) -> MetricValue:
+    from rouge_score import rouge_scorer
 
-        scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-        rows, outs = _generations(ctx, side)
-        vals = [{"id": r.id, "rouge_l_recall": scorer.score(r.answer, o)["rougeL"].recall, "output": o}
-                for r, o in zip(rows, outs)]
-        return MetricValue(sum(v["rouge_l_recall"] for v in vals) / max(len(vals), 1), len(vals), vals)
-    return fn
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    rows, outs = _generations(ctx, side)
+    vals = [{"id": r.id, "rouge_l_recall": scorer.score(r.answer, o)["rougeL"].recall, "output": o}
+            for r, o in zip(rows, outs)]
+    return MetricValue(sum(v["rouge_l_recall"] for v in vals) / max(len(vals), 1), len(vals), vals)
 
 
-for _side in ("forget", "retain"):
-    metric(f"{_side}_rouge_l_recall")(_rouge_metric(_side)).__doc__ = (
-        f"ROUGE-L recall of greedy answers to {_side} prompts against the preset's reference answers.")
+def forget_rouge_l_recall(ctx: EvalContext) -> MetricValue:
+    return _rouge_metric(ctx, "forget")
 
 
-@metric("keyword_leak_rate")
+def retain_rouge_l_recall(ctx: EvalContext) -> MetricValue:
+    return _rouge_metric(ctx, "retain")
+
+
 def keyword_leak_rate(ctx: EvalContext) -> MetricValue:
-    """Share of greedy answers to forget prompts that still name one of the preset's forget keywords."""
     rows, outs = _generations(ctx, "forget")
     vals = [{"id": r.id, "keywords": keyword_mentions(o, ctx.preset.forget_keywords)} for r, o in zip(rows, outs)]
     return MetricValue(sum(bool(v["keywords"]) for v in vals) / max(len(vals), 1), len(vals), vals)
 
 
-@metric("forget_unique_token_ratio")
 def forget_unique_token_ratio(ctx: EvalContext) -> MetricValue:
-    """Mean distinct-token ratio of greedy answers to forget prompts (low = repetitive, degenerate)."""
     rows, outs = _generations(ctx, "forget")
     vals = [{"id": r.id, "unique_token_ratio": unique_token_ratio(ctx.lm.tokenizer, o)} for r, o in zip(rows, outs)]
     ok = [v["unique_token_ratio"] for v in vals if v["unique_token_ratio"] == v["unique_token_ratio"]]
     return MetricValue(sum(ok) / max(len(ok), 1), len(ok), vals)
 
 
-@metric("forget_output_perplexity")
 def forget_output_perplexity(ctx: EvalContext) -> MetricValue:
-    """Perplexity of greedy answers to forget prompts under the base model (fluency, 'seamlessness')."""
     rows, outs = _generations(ctx, "forget")
     with ctx.base():
         ppl = output_perplexity(ctx.base_lm or ctx.lm, [r.prompt for r in rows], outs, ctx.batch_size)
     ok = [p for p in ppl if p == p]
     mean = math.exp(sum(math.log(p) for p in ok) / len(ok)) if ok else float("nan")  # geometric mean
     return MetricValue(mean, len(ok), [{"id": r.id, "perplexity": p} for r, p in zip(rows, ppl)])
+
+
+# ---------------------------------------------------------------------------- the registry
+
+# name -> (function, one-line definition); a plain table, so each metric is an ordinary function
+METRIC_TABLE: dict[str, tuple[Metric, str]] = {
+    "forget_probe_accuracy": (forget_probe_accuracy,
+        "Share of forget cloze probes whose answer has the highest mean token log-prob of the 4 choices."),
+    "retain_probe_accuracy": (retain_probe_accuracy,
+        "Share of retain cloze probes whose answer has the highest mean token log-prob of the 4 choices."),
+    "forget_probe_logprob": (forget_probe_logprob, "Mean token log-prob of the answer of forget cloze probes."),
+    "retain_probe_logprob": (retain_probe_logprob, "Mean token log-prob of the answer of retain cloze probes."),
+    "forget_mcq_accuracy": (forget_mcq_accuracy,
+        "Share of forget multiple-choice questions answered right by the ' A'..' D' logit after 'Answer:'."),
+    "retain_mcq_accuracy": (retain_mcq_accuracy,
+        "Share of retain multiple-choice questions answered right by the ' A'..' D' logit after 'Answer:'."),
+    "retain_perplexity": (retain_perplexity,
+        "exp of the mean token NLL of retain-corpus passages (first word as context) under the variant."),
+    "retain_kl": (retain_kl,
+        "Mean KL(Original || variant) of the next-token distribution after each retain prompt (specificity)."),
+    "forget_recall": (forget_recall,
+        "Share of forget prompts the variant's gate flags (ECO's classifier; 0 for weight-space variants)."),
+    "retain_fpr": (retain_fpr, "Share of retain prompts the variant's gate flags by mistake (false-positive rate)."),
+    "truth_ratio": (truth_ratio,
+        "TOFU truth ratio on forget questions: mean of min(R, 1/R), R = GM P(perturbed) / P(paraphrase)."),
+    "forget_rouge_l_recall": (forget_rouge_l_recall,
+        "ROUGE-L recall of greedy answers to forget prompts against the preset's reference answers."),
+    "retain_rouge_l_recall": (retain_rouge_l_recall,
+        "ROUGE-L recall of greedy answers to retain prompts against the preset's reference answers."),
+    "keyword_leak_rate": (keyword_leak_rate,
+        "Share of greedy answers to forget prompts that still name one of the preset's forget keywords."),
+    "forget_unique_token_ratio": (forget_unique_token_ratio,
+        "Mean distinct-token ratio of greedy answers to forget prompts (low = repetitive, degenerate)."),
+    "forget_output_perplexity": (forget_output_perplexity,
+        "Perplexity of greedy answers to forget prompts under the base model (fluency, 'seamlessness')."),
+}
+METRICS: dict[str, Metric] = {n: fn for n, (fn, _) in METRIC_TABLE.items()}

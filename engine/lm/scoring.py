@@ -38,7 +38,6 @@ def _pairs_to_batch(tokenizer, prefixes: Sequence[str], continuations: Sequence[
     return ids, attn, mask, spans
 
 
-@torch.inference_mode()
 def continuation_logprobs(model, tokenizer, prefixes: Sequence[str], continuations: Sequence[str],
                           batch_size: int = 32, embed: EmbedFn | None = None,
                           positions: Sequence[Sequence[int]] | None = None) -> list[float]:
@@ -52,14 +51,13 @@ def continuation_logprobs(model, tokenizer, prefixes: Sequence[str], continuatio
         ids, attn, pmask, spans = _pairs_to_batch(
             tokenizer, prefixes[start:start + batch_size], continuations[start:start + batch_size], pos)
         ids, attn, pmask = ids.to(device), attn.to(device), pmask.to(device)
-        if embed is None:
-            logits = model(input_ids=ids, attention_mask=attn).logits
-        else:
-            logits = model(inputs_embeds=embed(ids, pmask), attention_mask=attn).logits
-        for i, (a, b) in enumerate(spans):  # normalise only the rows that predict the continuation:
-            rows = logits[i, a - 1:b - 1].float()  # no (B, T, V) log-softmax copy (memory peak)
-            token_lp = rows.gather(-1, ids[i, a:b, None]).squeeze(-1) - torch.logsumexp(rows, dim=-1)
-            out.append(token_lp.mean().item())
+        with torch.inference_mode():
+            inputs = {"input_ids": ids} if embed is None else {"inputs_embeds": embed(ids, pmask)}
+            logits = model(**inputs, attention_mask=attn).logits
+            for i, (a, b) in enumerate(spans):  # normalise only the rows that predict the continuation:
+                rows = logits[i, a - 1:b - 1].float()  # no (B, T, V) log-softmax copy (memory peak)
+                token_lp = rows.gather(-1, ids[i, a:b, None]).squeeze(-1) - torch.logsumexp(rows, dim=-1)
+                out.append(token_lp.mean().item())
     return out
 
 
