@@ -19,7 +19,8 @@ Everything the app, the benchmarks and the scripts use is imported from here (a 
 The engine never imports gradio.
 """
 from . import checks
-from .eco.classifier import ClassifierConfig, gate_report
+from .eco.calibration import gate_report
+from .eco.classifier import ClassifierConfig
 from .eco.corruptions import list_corruptions
 from .eco.pipeline import GATES, UNITS, ECOConfig, embedding_std
 from .errors import error_line

@@ -30,7 +30,7 @@ def wb(tiny_lm):
 @pytest.mark.parametrize("alpha,k", [(0.2, 9), (0.1, 10), (0.5, 6), (0.35, 8)])
 def test_conformal_threshold_is_the_exact_order_statistic(alpha, k):
     """tau = the ceil((n+1)(1-alpha))-th smallest score, with the +1 of split conformal."""
-    from engine.eco.classifier import conformal_threshold
+    from engine.eco.calibration import conformal_threshold
 
     scores = [0.93, 0.11, 0.52, 0.74, 0.35, 0.28, 0.66, 0.81, 0.47, 0.05]  # n = 10, shuffled
     assert math.ceil((len(scores) + 1) * (1 - alpha)) == k
@@ -38,7 +38,7 @@ def test_conformal_threshold_is_the_exact_order_statistic(alpha, k):
 
 
 def test_conformal_threshold_caps_below_one_so_a_lexicon_hit_still_fires():
-    from engine.eco.classifier import MAX_THRESHOLD, conformal_threshold
+    from engine.eco.calibration import MAX_THRESHOLD, conformal_threshold
 
     assert conformal_threshold([0.2, 1.0, 0.4], 0.01) == MAX_THRESHOLD < 1.0
     assert conformal_threshold([], 0.1) == 0.5
@@ -46,7 +46,7 @@ def test_conformal_threshold_caps_below_one_so_a_lexicon_hit_still_fires():
 
 def test_alpha_bounds_the_false_positive_rate_on_a_disjoint_fold():
     """Exchangeable scores: over many draws the mean FPR on fresh data stays at or below alpha."""
-    from engine.eco.classifier import conformal_threshold
+    from engine.eco.calibration import conformal_threshold
 
     g = torch.Generator().manual_seed(0)
     for alpha in (0.05, 0.2):
@@ -63,11 +63,12 @@ def test_alpha_bounds_the_false_positive_rate_on_a_disjoint_fold():
 
 def test_calibration_uses_only_the_held_out_train_fold(monkeypatch):
     """tau is set on the retain train fold held out of training, never on test prompts."""
-    from engine.eco import classifier as C
+    from engine.eco import calibration as C
+    from engine.eco.classifier import ClassifierConfig
     from engine.data.presets import load_preset
 
     preset = load_preset("harry_potter")
-    config = C.ClassifierConfig(lexicon=False, retain_lexicon=False)
+    config = ClassifierConfig(lexicon=False, retain_lexicon=False)
     data, calib = C.training_data(preset, config.calibration_fraction, config.entity_questions)
     test_texts = {r.prompt for r in preset.prompts("forget", "test") + preset.prompts("retain", "test")}
     train_texts = {t for t, _ in data}

@@ -3,8 +3,8 @@ import dataclasses
 
 import pytest
 
-from engine.eco.classifier import (ClassifierConfig, PromptClassifier, conformal_threshold, gate_report,
-                               train_classifier)
+from engine.eco.calibration import conformal_threshold, gate_report
+from engine.eco.classifier import ClassifierConfig, PromptClassifier, train_classifier
 from engine.data.presets import load_preset
 
 
@@ -122,7 +122,7 @@ def test_the_lexicon_keeps_rare_names_and_drops_common_words(small_classifier):
 
 
 def test_calibration_puts_the_combined_gate_under_alpha(small_preset, small_classifier, tmp_path):
-    from engine.eco.classifier import calibrate, training_data
+    from engine.eco.calibration import calibrate, training_data
 
     config = ClassifierConfig(alpha=0.05, lexicon=True, calibration_fraction=0.25)
     clf = calibrate(PromptClassifier(small_classifier.model, small_classifier.tokenizer, 0.5,

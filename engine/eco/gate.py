@@ -9,7 +9,8 @@ import threading
 
 from .. import checks
 from ..session import MAX_PROMPT_CHARS, Session
-from .classifier import ClassifierConfig, PromptClassifier, gate_report, preset_classifier
+from .calibration import gate_report
+from .classifier import ClassifierConfig, PromptClassifier, preset_classifier
 
 
 def check_prompt(prompt: str, max_chars: int = MAX_PROMPT_CHARS) -> str:
