@@ -7,7 +7,7 @@ import logging
 
 import gradio as gr
 
-from engine.errors import error_line
+from engine import error_line
 
 log = logging.getLogger("lethe.app")
 USER_ERRORS = (ValueError, KeyError, RuntimeError, OSError, TypeError)

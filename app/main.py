@@ -55,7 +55,7 @@ def model_allowlist(settings: dict) -> list[str]:
     default, the model the server started with and the models already in the Hugging Face cache."""
     if settings.get("model_allowlist"):
         return list(dict.fromkeys(settings["model_allowlist"]))
-    from engine.models import cached_hub_models
+    from engine import cached_hub_models
 
     cached = cached_hub_models() if settings.get("allow_cached_models", True) else []
     return list(dict.fromkeys(["default", settings.get("model") or "default", *settings.get("allow_models", ()),

@@ -8,6 +8,17 @@ import argparse
 import json
 import os
 import sys
+import typing
+from dataclasses import fields
+
+from . import (SELECTION_MODES, ECOConfig, GenerationConfig, Workbench, ZOConfig, error_line, get_method, list_presets,
+               load_capsule, load_preset, make_config, save_capsule)
+from .eco.gate import check_prompt
+from .evaluation.runner import VARIANTS, check_names
+
+ECO_SKIP = ("entity_types", "fallback", "token_model", "seed")  # not ECO options (the seed is --eco-seed)
+ZO_SKIP = ("tolerance", "seed")
+SELECTABLE = [m for m in SELECTION_MODES if m != "manual"]  # manual: the UI's clicked tokens
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -48,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sel = sub.add_parser("select", help="show which LLM tokens ECO would corrupt")
     sel.add_argument("--prompt", required=True)
-    sel.add_argument("--selection", default="ner", choices=["ner", "prompt", "all_but_last", "token_model"])
+    sel.add_argument("--selection", default="ner", choices=SELECTABLE)
     sel.add_argument("--entity-types", default="", help="comma-separated NER labels (default: all)")
     sel.add_argument("--token-model", default=None)
     _add_model_args(sel)
@@ -57,11 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--preset", default="harry_potter")
     opt.add_argument("--metric", default="forget_probe_accuracy", choices=["forget_probe_accuracy", "forget_probe_logprob"])
     opt.add_argument("--target", type=float, default=0.25)
-    opt.add_argument("--steps", type=int, default=8)
-    opt.add_argument("--init", type=float, default=1.0)
-    opt.add_argument("--lr", type=float, default=100.0)
-    opt.add_argument("--eps", type=float, default=0.5)
-    opt.add_argument("--min", type=float, default=0.1)
+    _add_config_args(opt, ZOConfig, skip=ZO_SKIP)
     _add_eco_args(opt)
     _add_model_args(opt)
 
@@ -106,30 +113,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_config_args(p: argparse.ArgumentParser, cls, skip=(), choices=None) -> None:
+    """One option per field of the settings dataclass `cls` (but those in `skip`), with the field's
+    default, help and choices (`choices` narrows them by field name); a bool field is a flag."""
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        if f.name in skip:
+            continue
+        option, text = "--" + f.name.replace("_", "-"), f.metadata.get("help", "").replace("%", "%%")
+        if isinstance(f.default, bool):
+            p.add_argument(option, action="store_true", help=text)
+            continue
+        allowed = (choices or {}).get(f.name, f.metadata.get("choices"))
+        p.add_argument(option, type=_scalar(hints[f.name]), default=f.default, help=text,
+                       choices=list(allowed) if allowed else None)
+
+
+def _scalar(hint):
+    """int for int, float for `float | None`."""
+    return next((a for a in typing.get_args(hint) if a is not type(None)), hint)
+
+
+def _values(args, cls, skip=()) -> dict:
+    return {f.name: getattr(args, f.name) for f in fields(cls) if f.name not in skip}
+
+
 def _add_eco_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--corruption", default="rand_noise_first_n")
-    p.add_argument("--dims", type=int, default=0, help="coordinates to corrupt (0 = all)")
-    p.add_argument("--strength", type=float, default=100.0)
-    p.add_argument("--strength-unit", default="absolute", choices=["absolute", "std"])
-    p.add_argument("--selection", default="prompt", choices=["ner", "prompt", "all_but_last", "token_model"])
-    p.add_argument("--gate", default="classifier", choices=["classifier", "always", "never"])
-    p.add_argument("--threshold", type=float, default=None)
-    p.add_argument("--eco-seed", type=int, default=None, help="noise seed (default: --seed)")
-    p.add_argument("--corrupt-answer", action="store_true", help="reference log-prob scoring")
+    _add_config_args(p, ECOConfig, skip=ECO_SKIP, choices={"selection": SELECTABLE})
+    seed = next(f for f in fields(ECOConfig) if f.name == "seed")
+    p.add_argument("--eco-seed", type=_scalar(typing.get_type_hints(ECOConfig)["seed"]), default=None,
+                   help=seed.metadata.get("help", "").rstrip(".") + " (default: --seed).")
 
 
-def _eco_config(args):
-    from .eco import ECOConfig
-
-    return ECOConfig(corruption=args.corruption, dims=args.dims, strength=args.strength,
-                     strength_unit=args.strength_unit, selection=args.selection, gate=args.gate,
-                     threshold=args.threshold, corrupt_answer=getattr(args, "corrupt_answer", False),
-                     seed=args.eco_seed if args.eco_seed is not None else getattr(args, "seed", 0))
+def _eco_config(args) -> ECOConfig:
+    """The ECO settings from a verb's options; --eco-seed defaults to --seed."""
+    seed = args.eco_seed if args.eco_seed is not None else getattr(args, "seed", 0)
+    return ECOConfig(seed=seed, **_values(args, ECOConfig, ECO_SKIP))
 
 
 def _workbench(args, preset=None):
-    from .workbench import Workbench
-
     wb = Workbench(model=None, preset=preset, device=args.device, dtype=args.dtype,
                    trust_remote_code=args.trust_remote_code)
     wb.load_model(args.model)
@@ -152,15 +174,11 @@ def _numbers(text: str, what: str, cast=float) -> list:
 
 
 def cmd_generate(args) -> dict:
-    from .generation import GenerationConfig
-
     config = GenerationConfig(
         max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
         seed=args.seed, stop=tuple(args.stop), chat=not args.no_chat,
     ).validate()
-    from .workbench import check_prompt
-
-    check_prompt(args.prompt)
+    check_prompt(args.prompt)  # before the model loads: a bad prompt costs nothing
     eco = _eco_config(args) if args.variant.startswith("eco") else None
     wb = _workbench(args, preset=args.preset if args.variant != "original" else None)
     if eco is not None:
@@ -172,8 +190,6 @@ def cmd_generate(args) -> dict:
 
 def cmd_classify(args) -> dict:
     from pathlib import Path
-
-    from .workbench import Workbench
 
     if args.file:
         path = Path(args.file)
@@ -189,8 +205,6 @@ def cmd_classify(args) -> dict:
 
 
 def cmd_select(args) -> dict:
-    from .eco import ECOConfig
-
     wb = _workbench(args)
     types = tuple(t.strip() for t in args.entity_types.split(",") if t.strip())
     cfg = ECOConfig(selection=args.selection, entity_types=types, token_model=args.token_model)
@@ -199,11 +213,9 @@ def cmd_select(args) -> dict:
 
 
 def cmd_optimize(args) -> dict:
-    from .zo import ZOConfig
-
     wb = _workbench(args, preset=args.preset)
     eco = _eco_config(args).validate(wb.lm.model.config.hidden_size)
-    zc = ZOConfig(init=args.init, lr=args.lr, eps=args.eps, min=args.min, steps=args.steps).validate()
+    zc = ZOConfig(**_values(args, ZOConfig, ZO_SKIP)).validate()
     steps = []
     for rec in wb.optimize(eco, zc, metric=args.metric, target=args.target):
         steps.append(rec)
@@ -227,14 +239,9 @@ def cmd_evaluate(args) -> dict:
     import time
     from pathlib import Path
 
-    from .evaluation import check_names
-    from .runs import save_capsule
-
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
-    from .evaluation import VARIANTS
-
-    extra = [spec.partition("=")[0].strip() for spec in args.adapter]
+    extra = [spec.partition("=")[0].strip() for spec in args.adapter]  # checked before the model loads
     check_names(variants, metrics or [], known=(*VARIANTS, *extra, *(f"eco+{k}" for k in extra)))
     if args.probes and not Path(args.probes).is_file():
         raise ValueError(f"No such probes file: {args.probes}.")
@@ -247,8 +254,6 @@ def cmd_evaluate(args) -> dict:
 
 
 def cmd_replay(args) -> dict:
-    from .runs import load_capsule
-
     cap = load_capsule(args.capsule)
     wb = _workbench(args, preset=cap["settings"].get("preset") or cap["preset"]["name"])
     return wb.replay(cap)
@@ -265,9 +270,6 @@ def _setting(text: str) -> tuple[str, object]:
 
 
 def cmd_train(args) -> dict:
-    from .methods import get_method, make_config
-    from .presets import load_preset
-
     get_method(args.method)
     settings = dict(_setting(x) for x in args.set)
     for key in ("steps", "lr", "rank"):
@@ -286,8 +288,6 @@ def cmd_train(args) -> dict:
 
 
 def cmd_presets(args) -> dict:
-    from .presets import list_presets, load_preset
-
     return {"presets": [load_preset(n).summary() for n in list_presets()]}
 
 
@@ -318,8 +318,6 @@ def main(argv=None) -> int:
         print("error: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # one line, no traceback: the message is written for people
-        from .errors import error_line
-
         print(f"error: {error_line(exc)}", file=sys.stderr)
         return 2
     if getattr(args, "json", False):

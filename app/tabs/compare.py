@@ -7,12 +7,14 @@ import threading
 
 import gradio as gr
 
-from engine import GenerationConfig, checks
+from engine import ECOConfig, GenerationConfig, checks
 
 from .. import texts
+from ..eco_controls import DEFAULTS as D
+from ..eco_controls import from_api
 from ..errors import ui_errors
 from ..gpu import gpu
-from .playground import check_tokens, eco_config
+from .playground import check_tokens
 
 COLUMNS = ("original", "eco", "elm", "sku")
 
@@ -58,19 +60,17 @@ def quick_line(row: dict) -> str:
 
 
 def wire(ui: dict, workbench, settings, playground: dict) -> None:
-    eco_inputs = [playground[k] for k in ("dd_corruption", "sl_dims", "nb_strength", "dd_unit", "dd_selection",
-                                          "tb_entities", "dd_gate", "sl_threshold", "nb_eco_seed")]
+    eco_controls = playground["eco"]
 
-    def records(prompt, max_new_tokens, negation, *eco_values):
+    def records(prompt, max_new_tokens, negation, cfg: ECOConfig):
         check_tokens(settings, max_new_tokens)
         config = GenerationConfig(max_new_tokens=checks.integer("max_new_tokens", max_new_tokens, 1, 4096))
-        return workbench.compare(prompt, COLUMNS, config, eco_config(*eco_values), stop_event=threading.Event(),
-                                 negation=checks.finite("lambda", negation, 0, 100))
+        return workbench.compare(prompt, COLUMNS, config, cfg, stop_event=threading.Event(), negation=negation)
 
     @ui_errors
     @gpu
     def compare(prompt, max_new_tokens, negation, *eco_values):
-        for rec in records(prompt, max_new_tokens, negation, *eco_values):
+        for rec in records(prompt, max_new_tokens, negation, eco_controls.config(*eco_values)):
             shown = dict(zip(rec["variants"], rec["texts"]))
             outs = [shown.get(n, texts.NO_ADAPTER.format(name=texts.COLUMN_TITLES[n])) for n in COLUMNS]
             if not rec["done"]:
@@ -82,7 +82,7 @@ def wire(ui: dict, workbench, settings, playground: dict) -> None:
                    *[diffs.get(n, []) for n in COLUMNS])
 
     outputs = [*ui["outs"].values(), *ui["quick"].values(), *ui["diffs"].values()]
-    inputs = [ui["tb_prompt"], ui["sl_tokens"], ui["sl_negation"], *eco_inputs]
+    inputs = [ui["tb_prompt"], ui["sl_tokens"], ui["sl_negation"], *eco_controls.inputs]
     run = ui["btn_compare"].click(compare, inputs, outputs, api_name="ui_compare", api_visibility="private",
                                   concurrency_id="model")
     sub = ui["tb_prompt"].submit(compare, inputs, outputs, api_name="ui_compare_submit", api_visibility="private",
@@ -90,14 +90,13 @@ def wire(ui: dict, workbench, settings, playground: dict) -> None:
     ui["btn_stop"].click(None, None, None, cancels=[run, sub], api_visibility="private")
 
     @ui_errors
-    def api_compare(prompt: str, max_new_tokens: int = 64, negation: float = 1.0,
-                    corruption: str = "rand_noise_first_n", dims: int = 0, strength: float = 100.0,
-                    strength_unit: str = "absolute", selection: str = "prompt", entity_types: str = "",
-                    gate: str = "classifier", threshold: float = 0.0, eco_seed: int = 0) -> dict:
+    def api_compare(prompt: str, max_new_tokens: int = 64, negation: float = 1.0, corruption: str = D.corruption,
+                    dims: int = D.dims, strength: float = D.strength, strength_unit: str = D.strength_unit,
+                    selection: str = D.selection, entity_types: str = D.entity_types, gate: str = D.gate,
+                    threshold: float = D.threshold, eco_seed: int = D.seed) -> dict:
         """Original, ECO, ELM and SKU answers to one prompt with their quick metrics (plain JSON)."""
         last = {}
-        for last in records(prompt, max_new_tokens, negation, corruption, dims, strength, strength_unit, selection,
-                            entity_types, gate, threshold, eco_seed):
+        for last in records(prompt, max_new_tokens, negation, from_api(locals())):
             pass
         return {"variants": last["variants"], "missing": last["missing"],
                 "texts": dict(zip(last["variants"], last["texts"])),

@@ -9,15 +9,11 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from engine.checks import plain_name
-from engine.evaluation import DEFAULT_METRICS, VARIANTS
-from engine.metrics import list_metrics
-from engine.runs import load_capsule, save_capsule
+from engine import DEFAULT_METRICS, VARIANTS, checks, list_metrics, load_capsule, save_capsule
 
 from .. import plots, texts
 from ..errors import ui_errors
 from ..jobs import run_job
-from .playground import eco_config
 
 
 def build(workbench, settings) -> dict:
@@ -51,15 +47,14 @@ def build(workbench, settings) -> dict:
 
 
 def wire(ui: dict, workbench, settings, playground: dict) -> None:
-    eco_inputs = [playground[k] for k in ("dd_corruption", "sl_dims", "nb_strength", "dd_unit", "dd_selection",
-                                          "tb_entities", "dd_gate", "sl_threshold", "nb_eco_seed")]
+    eco_controls = playground["eco"]
 
     @ui_errors
     def run(preset, split, variants, metrics, *eco_values, progress=gr.Progress()):
         if not variants or not metrics:
             raise ValueError("Choose at least one variant and one metric.")
-        preset = plain_name("preset", preset, workbench.presets())
-        eco = eco_config(*eco_values)
+        preset = checks.plain_name("preset", preset, workbench.presets())
+        eco = eco_controls.config(*eco_values)
 
         def work(on_step, stop_event):
             return workbench.evaluate(variants, metrics, split, eco, preset, on_progress=on_step,
@@ -99,7 +94,8 @@ def wire(ui: dict, workbench, settings, playground: dict) -> None:
         progress(0.1, desc="Replaying…")
         return workbench.replay(cap, names_only=True)  # a client's capsule names presets, never paths
 
-    ev = ui["btn_eval"].click(run, [ui["dd_preset"], ui["dd_split"], ui["cg_variants"], ui["cg_metrics"], *eco_inputs],
+    ev = ui["btn_eval"].click(run, [ui["dd_preset"], ui["dd_split"], ui["cg_variants"], ui["cg_metrics"],
+                                    *eco_controls.inputs],
                               [ui["df_results"], ui["pl_bars"], ui["pl_scatter"], ui["fl_csv"], ui["fl_capsule"],
                                ui["st_capsule"]], api_name="evaluate", concurrency_id="model")
     ui["btn_export"].click(export, ui["st_capsule"], ui["js_replay"], api_name="export_run", queue=False)

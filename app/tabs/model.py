@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from engine.checks import plain_name
+from engine import checks
 
 from .. import texts
 from ..errors import ui_errors
@@ -42,14 +42,14 @@ def wire(ui: dict, workbench, settings) -> None:
     @ui_errors
     def load_model(name: str = "default", device: str = "auto", dtype: str = "auto") -> dict:
         """Load one of the models this server allows, by name; returns its info."""
-        name = plain_name("model", (name or "default").strip(), settings["model_allowlist"])
-        device, dtype = plain_name("device", device, DEVICES), plain_name("dtype", dtype, DTYPES)
+        name = checks.plain_name("model", (name or "default").strip(), settings["model_allowlist"])
+        device, dtype = checks.plain_name("device", device, DEVICES), checks.plain_name("dtype", dtype, DTYPES)
         return workbench.load_model(name, device=device, dtype=dtype)
 
     @ui_errors
     def load_preset(name: str) -> dict:
         """Make one of the server's presets (by name) the current one; returns its summary."""
-        return workbench.load_preset(plain_name("preset", name, workbench.presets()))
+        return workbench.load_preset(checks.plain_name("preset", name, workbench.presets()))
 
     def load_with_progress(name, device, dtype, progress=gr.Progress()):
         progress(0.05, desc=texts.LOADING.format(name=name))

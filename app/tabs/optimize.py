@@ -6,13 +6,12 @@ from contextlib import closing
 
 import gradio as gr
 
-from engine import checks
-from engine.zo import ZOConfig
+from engine import ZOConfig, checks
 
 from .. import plots, texts
+from ..eco_controls import STRENGTH_SLIDER_MAX
 from ..errors import ui_errors
 from ..jobs import run_job
-from .playground import eco_config
 
 
 def build(workbench, settings) -> dict:
@@ -65,8 +64,7 @@ def parse_numbers(text: str, what: str, cast=float) -> list:
 
 
 def wire(ui: dict, workbench, settings, playground: dict) -> None:
-    eco_inputs = [playground[k] for k in ("dd_corruption", "sl_dims", "nb_strength", "dd_unit", "dd_selection",
-                                          "tb_entities", "dd_gate", "sl_threshold", "nb_eco_seed")]
+    eco_controls = playground["eco"]
 
     @ui_errors
     def optimize(init, lr, eps, min_, steps, target, metric, *eco_values, progress=gr.Progress()):
@@ -75,7 +73,7 @@ def wire(ui: dict, workbench, settings, playground: dict) -> None:
                       min=checks.finite("min", min_),
                       steps=min(checks.integer("steps", steps, 1, 10_000), cap)).validate()
         goal = checks.finite("target", target, -1e6, 1e6)
-        eco, records = eco_config(*eco_values).validate(workbench.model_info()["hidden_size"]), []
+        eco, records = eco_controls.config(*eco_values).validate(workbench.model_info()["hidden_size"]), []
 
         def work(on_step, stop_event):
             for rec in workbench.optimize(eco, zc, metric=metric, target=goal, stop_event=stop_event):
@@ -96,13 +94,13 @@ def wire(ui: dict, workbench, settings, playground: dict) -> None:
     def apply_best(best, current):
         if not best:
             return current, current
-        return best["strength"], min(best["strength"], 1000.0)
+        return best["strength"], min(best["strength"], STRENGTH_SLIDER_MAX)
 
     @ui_errors
     def sweep(strengths, dims, split, *eco_values, progress=gr.Progress()):
         s_values = parse_numbers(strengths, "the strengths")  # Workbench.sweep checks every number
         d_values = parse_numbers(dims, "the dims", int)
-        eco = eco_config(*eco_values)
+        eco = eco_controls.config(*eco_values)
         points = []
         total = len(s_values) * len(d_values)
         progress(0, desc="Original probes…")
@@ -121,13 +119,14 @@ def wire(ui: dict, workbench, settings, playground: dict) -> None:
                 yield plots.sweep_figure(points), _table(points)
 
     zo_inputs = [ui[k] for k in ("nb_init", "nb_lr", "nb_eps", "nb_min", "nb_steps", "nb_target", "dd_metric")]
-    run = ui["btn_zo"].click(optimize, [*zo_inputs, *eco_inputs],
+    run = ui["btn_zo"].click(optimize, [*zo_inputs, *eco_controls.inputs],
                              [ui["pl_zo"], ui["js_zo"], ui["st_best"], ui["md_best"]],
                              api_name="optimize", concurrency_id="model")
     ui["btn_zo_stop"].click(None, None, None, cancels=[run], api_visibility="private")
-    ui["btn_apply"].click(apply_best, [ui["st_best"], playground["nb_strength"]],
-                          [playground["nb_strength"], playground["sl_strength"]], api_visibility="private", queue=False)
-    sw = ui["btn_sweep"].click(sweep, [ui["tb_strengths"], ui["tb_dims"], ui["dd_split"], *eco_inputs],
+    strength = eco_controls["strength"]
+    ui["btn_apply"].click(apply_best, [ui["st_best"], strength], [strength, eco_controls.strength_slider],
+                          api_visibility="private", queue=False)
+    sw = ui["btn_sweep"].click(sweep, [ui["tb_strengths"], ui["tb_dims"], ui["dd_split"], *eco_controls.inputs],
                                [ui["pl_sweep"], ui["df_sweep"]], api_name="sweep", concurrency_id="model")
     ui["btn_sweep_stop"].click(None, None, None, cancels=[sw], api_visibility="private")
 

@@ -6,12 +6,11 @@ import threading
 
 import gradio as gr
 
-from engine import GenerationConfig, checks
-from engine.corruptions import list_corruptions
-from engine.eco import GATES, UNITS, ECOConfig
-from engine.selection import MODES
+from engine import ECOConfig, GenerationConfig, checks
 
 from .. import texts
+from ..eco_controls import DEFAULTS as D
+from ..eco_controls import ECOControls, eco_config, from_api, gate_threshold
 from ..errors import ui_errors
 from ..gpu import gpu
 
@@ -19,7 +18,6 @@ from ..gpu import gpu
 def build(workbench, settings) -> dict:
     max_tokens = settings.get("max_new_tokens_cap", 512)
     hidden = workbench.lm.model.config.hidden_size if workbench.lm is not None else 4096
-    d = ECOConfig()
     with gr.Tab(texts.PLAYGROUND_TAB, id="playground"):
         with gr.Row():
             with gr.Column(scale=3):
@@ -33,25 +31,7 @@ def build(workbench, settings) -> dict:
                                                elem_id="tokens", interactive=False)
             with gr.Column(scale=2):
                 with gr.Accordion(texts.ECO_SETTINGS, open=True):
-                    dd_corruption = gr.Dropdown(list_corruptions(), value=d.corruption, label=texts.CORRUPTION,
-                                                elem_id="dd-corruption")
-                    sl_dims = gr.Slider(0, hidden, value=d.dims, step=1, label=texts.DIMS, elem_id="sl-dims")
-                    with gr.Row():
-                        nb_strength = gr.Number(value=d.strength, label=texts.STRENGTH, elem_id="nb-strength",
-                                                minimum=0)
-                        dd_unit = gr.Dropdown(list(UNITS), value=d.strength_unit, label=texts.STRENGTH_UNIT)
-                    sl_strength = gr.Slider(0, 1000, value=d.strength, step=0.5, label=texts.STRENGTH,
-                                            elem_id="sl-strength")
-                    md_strength = gr.Markdown(strength_line(workbench, d.strength, d.strength_unit),
-                                              elem_classes="lethe-speed")
-                    with gr.Row():
-                        dd_selection = gr.Dropdown([m for m in MODES if m != "manual"], value=d.selection,
-                                                   label=texts.SELECTION)
-                        tb_entities = gr.Textbox(value="", label=texts.ENTITY_TYPES, placeholder="PERSON, ORG")
-                    with gr.Row():
-                        dd_gate = gr.Dropdown(list(GATES), value=d.gate, label=texts.GATE)
-                        sl_threshold = gr.Slider(0, 1, value=0, step=0.001, label=texts.THRESHOLD)
-                        nb_eco_seed = gr.Number(value=d.seed, step=1, label=texts.ECO_SEED)
+                    eco = ECOControls(workbench, hidden)
                 with gr.Accordion(texts.SETTINGS, open=False):
                     sl_tokens = gr.Slider(1, max_tokens, value=min(96, max_tokens), step=1, label=texts.MAX_NEW_TOKENS)
                     sl_temperature = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label=texts.TEMPERATURE)
@@ -66,11 +46,9 @@ def build(workbench, settings) -> dict:
         st_manual = gr.State(None)  # None = automatic selection, else the selected token indices
         st_shown = gr.State([])  # token index of each displayed HighlightedText entry
     return dict(tb_prompt=tb_prompt, btn_generate=btn_generate, btn_stop=btn_stop, md_gate=md_gate,
-                ht_tokens=ht_tokens, dd_corruption=dd_corruption, sl_dims=sl_dims, nb_strength=nb_strength,
-                dd_unit=dd_unit, sl_strength=sl_strength, dd_selection=dd_selection, tb_entities=tb_entities,
-                dd_gate=dd_gate, sl_threshold=sl_threshold, nb_eco_seed=nb_eco_seed, sl_tokens=sl_tokens,
-                sl_temperature=sl_temperature, sl_top_p=sl_top_p, nb_seed=nb_seed, tb_original=tb_original,
-                tb_eco=tb_eco, md_speed=md_speed, st_manual=st_manual, st_shown=st_shown, md_strength=md_strength)
+                ht_tokens=ht_tokens, eco=eco, sl_tokens=sl_tokens, sl_temperature=sl_temperature,
+                sl_top_p=sl_top_p, nb_seed=nb_seed, tb_original=tb_original, tb_eco=tb_eco, md_speed=md_speed,
+                st_manual=st_manual, st_shown=st_shown)
 
 
 def check_tokens(settings: dict, max_new_tokens) -> None:
@@ -78,27 +56,6 @@ def check_tokens(settings: dict, max_new_tokens) -> None:
     cap = settings.get("max_new_tokens_cap")
     if cap and checks.integer("max_new_tokens", max_new_tokens, 1, 4096) > cap:
         raise ValueError(f"This server generates at most {cap} new tokens per answer.")
-
-
-def strength_line(workbench, strength, unit) -> str:
-    """The strength in both units: absolute and in multiples of the embedding matrix's std."""
-    if workbench.lm is None:
-        return ""
-    from engine.eco import embedding_std
-
-    std = embedding_std(workbench.lm)
-    s = float(strength or 0)
-    absolute, relative = (s, s / std) if unit == "absolute" else (s * std, s)
-    return texts.STRENGTH_BOTH.format(absolute=absolute, relative=relative, std=std)
-
-
-def eco_config(corruption, dims, strength, unit, selection, entities, gate, threshold, eco_seed) -> ECOConfig:
-    """The ECO settings of one request, from the UI's values (threshold 0 = calibrated)."""
-    types = tuple(t.strip().upper() for t in (entities or "").split(",") if t.strip())
-    return ECOConfig(corruption=corruption, dims=checks.integer("dims", dims, 0, 10**7),
-                     strength=checks.finite("strength", strength), strength_unit=unit, selection=selection,
-                     entity_types=types, gate=gate, threshold=checks.threshold(threshold) if threshold else None,
-                     seed=checks.seed(eco_seed or 0, "ECO seed"))
 
 
 def generation_config(max_new_tokens, temperature, top_p, seed) -> GenerationConfig:
@@ -119,19 +76,21 @@ def gate_line(plan_or_result: dict, gate: str) -> str:
     return line + (texts.GATE_KEPT.format(names=", ".join(kept)) if kept else "")
 
 
+def manual_config(cfg: ECOConfig) -> ECOConfig:
+    """The same settings with the tokens chosen by hand."""
+    return ECOConfig.from_dict({**cfg.to_dict(), "selection": "manual"})
+
+
 def wire(ui: dict, workbench, settings) -> None:
-    eco_inputs = [ui[k] for k in ("dd_corruption", "sl_dims", "nb_strength", "dd_unit", "dd_selection",
-                                  "tb_entities", "dd_gate", "sl_threshold", "nb_eco_seed")]
+    eco_controls = ui["eco"]
 
     @ui_errors
     def inspect(prompt, manual, *eco_values):
         """Score the prompt and show its tokens (no generation)."""
         if not prompt or not prompt.strip():
             return "", [], []
-        cfg = eco_config(*eco_values)
-        sel = workbench.select_tokens(prompt, cfg, manual=manual) if manual is None else \
-            workbench.select_tokens(prompt, ECOConfig.from_dict({**cfg.to_dict(), "selection": "manual"}),
-                                    manual=manual)
+        cfg = eco_controls.config(*eco_values)
+        sel = workbench.select_tokens(prompt, cfg if manual is None else manual_config(cfg), manual=manual)
         a, b = sel["prompt_span"]
         shown = [i for i, (s, e) in enumerate(sel["offsets"]) if e > a and s < b and e > s]
         if cfg.gate == "classifier":
@@ -144,7 +103,7 @@ def wire(ui: dict, workbench, settings) -> None:
     @ui_errors
     def toggle(prompt, manual, shown, *eco_values, evt: gr.SelectData = None):
         """Clicking a token flips it in a manual selection that starts from the current one."""
-        cfg = eco_config(*eco_values)
+        cfg = eco_controls.config(*eco_values)
         if manual is None:
             manual = workbench.select_tokens(prompt, cfg)["positions"]
         idx = shown[evt.index] if evt is not None and evt.index is not None and evt.index < len(shown) else None
@@ -156,27 +115,30 @@ def wire(ui: dict, workbench, settings) -> None:
     def reset_manual():
         return None
 
-    @ui_errors
     @gpu
-    def generate(prompt, manual, max_new_tokens, temperature, top_p, seed, *eco_values):
+    def answers(prompt, manual, max_new_tokens, temperature, top_p, seed, cfg: ECOConfig):
+        """Original and ECO streamed side by side: (original, eco, gate line, speed line)."""
         check_tokens(settings, max_new_tokens)
         config = generation_config(max_new_tokens, temperature, top_p, seed)
-        cfg = eco_config(*eco_values)
         if manual is not None:
-            cfg = ECOConfig.from_dict({**cfg.to_dict(), "selection": "manual"})
-        event, plans, stats = threading.Event(), [], []
-        variants = [("original", None), ("eco", cfg)]
+            cfg = manual_config(cfg)
+        run = workbench.stream_many(prompt, [("original", None), ("eco", cfg)], config,
+                                    stop_event=threading.Event(), manual=manual)
         texts_ = ["", ""]
         gate = ""
-        for texts_ in workbench.stream_many(prompt, variants, config, stop_event=event, plan_out=plans,
-                                            stats_out=stats, manual=manual):
-            if plans and not gate:
-                gate = gate_line(plans[0].to_dict(), cfg.gate)
+        for texts_ in run:
+            if run.plans and not gate:
+                gate = gate_line(run.plans[0].to_dict(), cfg.gate)
             yield texts_[0], texts_[1], gate, ""
         speed = " · ".join(f"{name}: " + texts.SPEED.format(tokens=s.new_tokens, seconds=s.seconds,
                                                             rate=s.tokens_per_second)
-                           for name, s in zip(("Original", "ECO"), stats))
+                           for name, s in zip(("Original", "ECO"), run.stats))
         yield texts_[0], texts_[1], gate, speed
+
+    @ui_errors
+    def generate(prompt, manual, max_new_tokens, temperature, top_p, seed, *eco_values):
+        cfg = eco_controls.config(*eco_values)
+        yield from answers(prompt, manual, max_new_tokens, temperature, top_p, seed, cfg)
 
     @ui_errors
     @gpu
@@ -185,15 +147,15 @@ def wire(ui: dict, workbench, settings) -> None:
         if not prompt or not prompt.strip():
             return
         config = generation_config(max_new_tokens, temperature, top_p, seed)
-        cfg = eco_config(*eco_values)
+        cfg = eco_controls.config(*eco_values)
         if manual is not None:
-            cfg = ECOConfig.from_dict({**cfg.to_dict(), "selection": "manual"})
-        plans = []
-        for text in workbench.stream(prompt, config, variant="eco", eco=cfg, manual=manual, plan_out=plans):
-            yield text, gate_line(plans[0].to_dict(), cfg.gate)
+            cfg = manual_config(cfg)
+        run = workbench.stream(prompt, config, variant="eco", eco=cfg, manual=manual)
+        for text in run:
+            yield text, gate_line(run.plans[0].to_dict(), cfg.gate)
 
     gen_inputs = [ui["tb_prompt"], ui["st_manual"], ui["sl_tokens"], ui["sl_temperature"], ui["sl_top_p"],
-                  ui["nb_seed"], *eco_inputs]
+                  ui["nb_seed"], *eco_controls.inputs]
     outputs = [ui["tb_original"], ui["tb_eco"], ui["md_gate"], ui["md_speed"]]
     run = ui["btn_generate"].click(generate, gen_inputs, outputs, api_name="ui_generate", api_visibility="private",
                                    concurrency_id="model")
@@ -201,56 +163,50 @@ def wire(ui: dict, workbench, settings) -> None:
                                  api_visibility="private", concurrency_id="model")
     ui["btn_stop"].click(None, None, None, cancels=[run, sub], api_visibility="private")
 
+    inspect_inputs = [ui["tb_prompt"], ui["st_manual"], *eco_controls.inputs]
     inspect_outputs = [ui["md_gate"], ui["ht_tokens"], ui["st_shown"]]
     ui["tb_prompt"].change(reset_manual, None, ui["st_manual"], api_visibility="private", queue=False).then(
-        inspect, [ui["tb_prompt"], ui["st_manual"], *eco_inputs], inspect_outputs, api_visibility="private",
-        trigger_mode="always_last", show_progress="hidden", concurrency_id="light", concurrency_limit=2)
-    for comp in (ui["dd_selection"], ui["tb_entities"], ui["dd_gate"], ui["sl_threshold"]):
+        inspect, inspect_inputs, inspect_outputs, api_visibility="private", trigger_mode="always_last",
+        show_progress="hidden", concurrency_id="light", concurrency_limit=2)
+    for comp in (eco_controls[name] for name in ("selection", "entity_types", "gate", "threshold")):
         comp.change(reset_manual, None, ui["st_manual"], api_visibility="private", queue=False).then(
-            inspect, [ui["tb_prompt"], ui["st_manual"], *eco_inputs], inspect_outputs, api_visibility="private",
-            concurrency_id="light", concurrency_limit=2)
-    ui["ht_tokens"].select(toggle, [ui["tb_prompt"], ui["st_manual"], ui["st_shown"], *eco_inputs],
+            inspect, inspect_inputs, inspect_outputs, api_visibility="private", concurrency_id="light",
+            concurrency_limit=2)
+    ui["ht_tokens"].select(toggle, [ui["tb_prompt"], ui["st_manual"], ui["st_shown"], *eco_controls.inputs],
                            [ui["st_manual"], ui["md_gate"], ui["ht_tokens"], ui["st_shown"], ui["md_speed"]],
                            api_visibility="private", concurrency_id="light", concurrency_limit=2)
-    for comp in (ui["nb_strength"], ui["dd_unit"]):
-        comp.change(lambda v, u: strength_line(workbench, v, u), [ui["nb_strength"], ui["dd_unit"]],
-                    ui["md_strength"], api_visibility="private", queue=False)
-    # the strength slider and the number box mirror each other; releasing a knob re-runs ECO
-    ui["sl_strength"].release(lambda v: v, ui["sl_strength"], ui["nb_strength"], api_visibility="private", queue=False)
-    ui["nb_strength"].submit(lambda v: min(float(v or 0), 1000.0), ui["nb_strength"], ui["sl_strength"],
-                             api_visibility="private", queue=False)
-    for knob in (ui["sl_strength"], ui["sl_dims"]):
+    eco_controls.wire()
+    for knob in (eco_controls.strength_slider, eco_controls["dims"]):  # releasing a knob re-runs ECO
         knob.release(generate_eco, gen_inputs, [ui["tb_eco"], ui["md_gate"]], api_visibility="private",
                      concurrency_id="model", trigger_mode="always_last")
-    ui["dd_corruption"].change(generate_eco, gen_inputs, [ui["tb_eco"], ui["md_gate"]], api_visibility="private",
-                               concurrency_id="model", trigger_mode="always_last")
+    eco_controls["corruption"].change(generate_eco, gen_inputs, [ui["tb_eco"], ui["md_gate"]],
+                                      api_visibility="private", concurrency_id="model", trigger_mode="always_last")
 
     # API-only endpoints: /classify and /select_tokens
     @ui_errors
     def api_classify(prompt: str, threshold: float = 0.0) -> dict:
         """The gate's score for one prompt (threshold 0 = the calibrated one)."""
-        return workbench.classify([prompt], threshold=checks.threshold(threshold) if threshold else None)
+        return workbench.classify([prompt], threshold=gate_threshold(threshold))
 
     @ui_errors
     def api_select(prompt: str, selection: str = "ner", entities: str = "") -> dict:
-        cfg = eco_config("rand_noise_first_n", 1, 1.0, "absolute", selection, entities, "always", 0, 0)
-        out = workbench.select_tokens(prompt, cfg)
+        out = workbench.select_tokens(prompt, eco_config({"selection": selection, "entity_types": entities}))
         return {k: out[k] for k in ("tokens", "selected", "labels", "positions", "entities")}
 
+    @ui_errors
     def api_generate(prompt: str, max_new_tokens: int = 96, temperature: float = 0.0, top_p: float = 1.0,
-                     seed: int = 0, corruption: str = "rand_noise_first_n", dims: int = 0, strength: float = 100.0,
-                     strength_unit: str = "absolute", selection: str = "prompt", entity_types: str = "",
-                     gate: str = "classifier", threshold: float = 0.0, eco_seed: int = 0) -> dict:
+                     seed: int = 0, corruption: str = D.corruption, dims: int = D.dims, strength: float = D.strength,
+                     strength_unit: str = D.strength_unit, selection: str = D.selection,
+                     entity_types: str = D.entity_types, gate: str = D.gate, threshold: float = D.threshold,
+                     eco_seed: int = D.seed) -> dict:
         """Original and ECO answers to one prompt, with the gate's decision (plain JSON)."""
-        texts_ = ["", ""]
-        gen = generate(prompt, None, max_new_tokens, temperature, top_p, seed, corruption, dims, strength,
-                                  strength_unit, selection, entity_types, gate, threshold, eco_seed)
-        gate_text = speed = ""
-        for original, eco, gate_text, speed in gen:
-            texts_ = [original, eco]
+        cfg = from_api(locals())
+        texts_, gate_text, speed = ["", ""], "", ""
+        for original, eco_text, gate_text, speed in answers(prompt, None, max_new_tokens, temperature, top_p, seed,
+                                                            cfg):
+            texts_ = [original, eco_text]
         return {"original": texts_[0], "eco": texts_[1], "gate": gate_text, "speed": speed}
 
     gr.api(api_generate, api_name="generate", concurrency_id="model")
     gr.api(api_classify, api_name="classify", concurrency_id="light")
     gr.api(api_select, api_name="select_tokens", concurrency_id="light")
-

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import time
 from contextlib import closing
-from dataclasses import fields
 from pathlib import Path
 
 import gradio as gr
 
-from engine.methods import METHODS, TrainingStopped, get_method, make_config
+from engine import METHODS, TrainingStopped, get_method, make_config
 
 from .. import plots, texts
+from ..controls import controls
 from ..errors import ui_errors
 from ..gpu import gpu
 from ..jobs import run_job
@@ -21,25 +21,6 @@ HIDDEN = ("targets", "layers", "seed", "batch_size", "max_length", "weight_decay
           "grad_accumulation", "alpha", "dropout")  # left at their defaults in the UI (CLI: --set)
 TERMS = {"elm": ["erase", "retain", "consistency"],
          "sku": ["guided_distortion", "random_disassociation", "preservation_divergence"]}
-
-
-def controls(config_cls, skip=()) -> dict:
-    """One Gradio control per dataclass field, labelled with its help text and bounded by its range."""
-    out = {}
-    default = config_cls()
-    for f in fields(config_cls):
-        if f.name in skip:
-            continue
-        value, meta = getattr(default, f.name), f.metadata
-        label = f"{f.name} — {meta.get('help', '')}"
-        if isinstance(value, bool):
-            out[f.name] = gr.Checkbox(value=value, label=label)
-        elif isinstance(value, (int, float)):
-            out[f.name] = gr.Number(value=value, label=label, minimum=meta.get("min"), maximum=meta.get("max"),
-                                    precision=0 if isinstance(value, int) else None, elem_id=f"train-{f.name}")
-        elif isinstance(value, str):
-            out[f.name] = gr.Textbox(value=value, label=label)
-    return out
 
 
 def build(workbench, settings) -> dict:
@@ -54,9 +35,9 @@ def build(workbench, settings) -> dict:
             nb_rank = gr.Number(value=METHODS["elm"][1]().rank, precision=0, label=texts.LORA_RANK, minimum=1,
                                 maximum=512)
         with gr.Accordion(texts.ELM_SETTINGS, open=False):
-            elm = controls(METHODS["elm"][1], skip=COMMON + HIDDEN)
+            elm = controls(METHODS["elm"][1], skip=COMMON + HIDDEN, prefix="train")
         with gr.Accordion(texts.SKU_SETTINGS, open=False):
-            sku = controls(METHODS["sku"][1], skip=COMMON + HIDDEN)
+            sku = controls(METHODS["sku"][1], skip=COMMON + HIDDEN, prefix="train")
         cb_save = gr.Checkbox(value=False, label=texts.SAVE_ADAPTER, interactive=settings.get("allow_save", True))
         with gr.Row():
             btn_train = gr.Button(texts.TRAIN, variant="primary", elem_id="btn-train")
