@@ -114,3 +114,17 @@ def test_reverse_order_and_shuffle_only_permute_selected_tokens(case):
 def test_unknown_name_lists_the_known_ones():
     with pytest.raises(ValueError, match="known: add_value_first_n"):
         get_corruption("rand_noise_everywhere")
+
+
+def test_every_coordinate_corruption_keeps_its_tensors_on_the_input_device():
+    """Run on PyTorch's "meta" device (shapes and devices only): a helper tensor made on the CPU
+    instead of the embeddings' device would fail here as it fails on a GPU."""
+    from engine.eco.corruptions import CORRUPTIONS, USES_DIMS
+
+    x = torch.zeros(2, 5, 8, device="meta")
+    mask = torch.zeros(2, 5, dtype=torch.bool, device="meta")
+    for name, fn in CORRUPTIONS.items():
+        if not USES_DIMS[name]:  # the permutations index with nonzero(), which meta tensors lack
+            continue
+        out = fn(x, mask, 3, 1.0, torch.Generator().manual_seed(0))
+        assert out.device.type == "meta" and out.shape == x.shape, name

@@ -116,7 +116,7 @@ def flip_sign_top_k(embeds, mask, dims, strength, generator):
 
 def sub_value_top_k(embeds, mask, dims, strength, generator):
     """e[j] -= sigma on each token's k largest (signed) coordinates."""
-    return _where(mask, _top_k(embeds, dims, largest=True), embeds - strength, embeds)
+    return _where(mask, _top_k(embeds, dims), embeds - strength, embeds)
 
 
 def add_value_least_k(embeds, mask, dims, strength, generator):
