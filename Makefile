@@ -44,7 +44,7 @@ lock: | $(BIN)/python
 # mutation testing of the research-claim modules (setup.cfg [mutmut]); not part of `make test`
 mutation: $(VENV)/.installed
 	rm -rf mutants
-	HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false $(BIN)/mutmut run --max-children 2
+	HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/mutmut run --max-children 2
 	$(BIN)/python scripts/mutation_summary.py > docs/mutation.md
 	@cat docs/mutation.md
 

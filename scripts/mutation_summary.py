@@ -1,4 +1,5 @@
-"""Summarise a `mutmut run` (the mutants/ folder) per module: killed / survived / other, as Markdown.
+"""Summarise a `mutmut run` (the mutants/ folder) per module: killed / survived / other, as Markdown,
+then every mutant not killed with the reason recorded for it in docs/mutation_reasons.json.
 
     python scripts/mutation_summary.py > docs/mutation.md
 """
@@ -14,7 +15,8 @@ STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests"
 
 
 def main() -> int:
-    metas = sorted((Path.cwd() / "mutants" / "engine").glob("*.py.meta"))
+    root = Path.cwd() / "mutants"
+    metas = sorted(root.glob("engine/**/*.py.meta"))
     if not metas:
         print("No mutants/ results: run `make mutation` first.", file=sys.stderr)
         return 1
@@ -22,8 +24,9 @@ def main() -> int:
     for meta in metas:
         codes = json.loads(meta.read_text())["exit_code_by_key"]
         count = Counter(STATUS.get(c, "suspicious") for c in codes.values())
-        rows.append((meta.name[:-len(".py.meta")], len(codes), count))
-        survivors += sorted(k for k, c in codes.items() if STATUS.get(c) != "killed")
+        module = str(meta.relative_to(root))[:-len(".py.meta")]
+        rows.append((module, len(codes), count))
+        survivors += sorted((k, STATUS.get(c, "suspicious")) for k, c in codes.items() if STATUS.get(c) != "killed")
     total = Counter()
     print("# Mutation testing\n")
     print("`make mutation` (mutmut, the fast tiny-model tests). A mutant counts as killed when a test fails;")
@@ -41,7 +44,13 @@ def main() -> int:
         total.update(c)
         print(line(name, n, c))
     print(line("**all**", sum(r[1] for r in rows), total))
-    print(f"\n{len(survivors)} mutants not killed; `mutmut results` lists them and `mutmut show NAME` shows one.")
+    reasons_file = Path(__file__).resolve().parent.parent / "docs" / "mutation_reasons.json"
+    reasons = json.loads(reasons_file.read_text()) if reasons_file.is_file() else {}
+    print(f"\n## The {len(survivors)} mutants not killed\n")
+    print("`mutmut show NAME` shows one. Each has the reason it is equivalent (no test can tell it from the")
+    print("original) or why it is left.\n")
+    for name, status in survivors:
+        print(f"- `{name}` ({status}): {reasons.get(name, 'not yet explained')}")
     return 0
 
 

@@ -118,3 +118,33 @@ def test_law_unselected_positions_untouched_input_never_edited(name, case):
     assert out.shape == x.shape and torch.equal(out[~mask], x[~mask])
     if USES_DIMS[name]:
         assert int((out != x).sum(-1).max()) <= k
+
+
+@pytest.mark.parametrize("name", ["shuffle", "reverse_order"])
+def test_a_row_with_one_selected_token_is_left_alone_and_draws_no_randomness(name):
+    """One selected token has nothing to permute: the next row's permutation is the reference's."""
+    x = torch.randn(3, 6, 4, generator=torch.Generator().manual_seed(1))
+    mask = torch.tensor([[0, 0, 1, 0, 0, 0], [1, 1, 1, 1, 1, 0], [0, 1, 0, 1, 1, 1]], dtype=torch.bool)
+    for seed in range(4):
+        got = get_corruption(name)(x, mask, 4, 1.0, torch.Generator().manual_seed(seed))
+        assert torch.equal(got, reference(name, x, mask, 4, 1.0, seed)) and torch.equal(got[0], x[0])
+
+
+def test_noise_is_drawn_in_float32_whatever_the_default_dtype():
+    """A seed gives the same noise in a session whose default dtype is float64 (the numbers are drawn
+    in float32 on the CPU, then cast to the embeddings' dtype)."""
+    x, mask = torch.zeros(1, 3, 8), torch.ones(1, 3, dtype=torch.bool)
+    want = get_corruption("rand_noise_first_n")(x, mask, 8, 1.0, torch.Generator().manual_seed(5))
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        got = get_corruption("rand_noise_first_n")(x, mask, 8, 1.0, torch.Generator().manual_seed(5))
+    finally:
+        torch.set_default_dtype(previous)
+    assert got.dtype == torch.float32 and torch.equal(got, want)
+
+
+def test_an_unknown_corruption_lists_every_known_name():
+    with pytest.raises(ValueError) as err:
+        get_corruption("melt")
+    assert str(err.value) == f"Unknown corruption 'melt'; known: {', '.join(sorted(CORRUPTIONS))}."

@@ -51,7 +51,7 @@ def _first_n(embeds: torch.Tensor, dims: int) -> torch.Tensor:
 
 def _top_k(values: torch.Tensor, dims: int, largest: bool = True) -> torch.Tensor:
     """(B, T, D) bool marking each token's k largest (or smallest) coordinates of `values`."""
-    idx = values.topk(dims, dim=-1, largest=largest).indices
+    idx = values.topk(dims, largest=largest).indices  # along the last (coordinate) axis
     return torch.zeros_like(values, dtype=torch.bool).scatter_(-1, idx, True)
 
 
@@ -139,9 +139,8 @@ def add_value_first_n(embeds, mask, dims, strength, generator):
 def _permute_selected(embeds, mask, order_fn):
     out = embeds.clone()
     for b in range(embeds.shape[0]):
-        pos = mask[b].nonzero().flatten()
-        if pos.numel() > 1:
-            out[b, pos] = embeds[b, pos[order_fn(pos.numel())]]
+        pos = mask[b].nonzero().flatten()  # zero or one position: an identity permutation, no draw
+        out[b, pos] = embeds[b, pos[order_fn(pos.numel())]]
     return out
 
 
