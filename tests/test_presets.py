@@ -106,3 +106,12 @@ def test_mcq_answers_are_spread_over_the_letters_in_each_split(name):
                 continue
             counts = [sum(q.answer == i for q in qs) for i in range(4)]
             assert min(counts) >= len(qs) // 8 and max(counts) <= len(qs) // 2, (side, split, counts)
+
+
+def test_an_unknown_side_is_refused_rather_than_read_as_retain():
+    p = load_preset("harry_potter")
+    assert p.prompts("retain", "test") and p.probes("forget", "train") is not None
+    for read in (p.prompts, p.probes, p.mcqs):
+        with pytest.raises(ValueError) as err:
+            read("RETAIN", "test")
+        assert str(err.value) == "Unknown side 'RETAIN'; known: forget, retain."

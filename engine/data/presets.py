@@ -16,6 +16,7 @@ from .records import (MCQ, SPLITS, Concept, Passage, PresetError, Probe, PromptR
                       read_jsonl)
 
 PRESETS_DIR = Path(__file__).resolve().parents[2] / "presets"
+SIDES = ("forget", "retain")
 FILES = {  # role -> (default path, record kind)
     "forget_prompts": ("data/forget_prompts.jsonl", "prompt"),
     "retain_prompts": ("data/retain_prompts.jsonl", "prompt"),
@@ -46,16 +47,20 @@ class Preset:
     sources: dict[str, str] = field(default_factory=dict)  # role -> hash of rows read from a dataset
 
     def prompts(self, side: str, split: str | None = None) -> list[PromptRecord]:
-        rows = self.forget_prompts if side == "forget" else self.retain_prompts
-        return [r for r in rows if split in (None, "all") or r.split == split]
+        return self._rows(self.forget_prompts, self.retain_prompts, side, split)
 
     def probes(self, side: str, split: str | None = None) -> list[Probe]:
-        rows = self.forget_probes if side == "forget" else self.retain_probes
-        return [r for r in rows if split in (None, "all") or r.split == split]
+        return self._rows(self.forget_probes, self.retain_probes, side, split)
 
     def mcqs(self, side: str, split: str | None = None) -> list[MCQ]:
-        rows = self.forget_mcq if side == "forget" else self.retain_mcq
-        return [r for r in rows if split in (None, "all") or r.split == split]
+        return self._rows(self.forget_mcq, self.retain_mcq, side, split)
+
+    @staticmethod
+    def _rows(forget: list, retain: list, side: str, split: str | None) -> list:
+        """One side's rows of one split (None or "all": every split); an unknown side is refused."""
+        if side not in SIDES:
+            raise ValueError(f"Unknown side {side!r}; known: {', '.join(SIDES)}.")
+        return [r for r in (forget if side == "forget" else retain) if split in (None, "all") or r.split == split]
 
     def data_hash(self) -> str:
         """sha256 over every data file and preset.yaml: a capsule names the exact data it used."""
