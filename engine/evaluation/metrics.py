@@ -297,11 +297,11 @@ def generate_batch(ctx: EvalContext, prompts: list[str], max_new_tokens: int = G
     from ..lm.generation import GenerationConfig, decode, encode_prompt
 
     lm, out = ctx.lm, []
-    config = GenerationConfig(max_new_tokens=max_new_tokens, chat=True)
+    config = GenerationConfig(max_new_tokens=max_new_tokens)
     for start in range(0, len(prompts), ctx.batch_size):
         chunk = prompts[start:start + ctx.batch_size]
         if ctx.eco is None:
-            rows = [encode_prompt(lm.tokenizer, p, chat=True, device=lm.device) for p in chunk]
+            rows = [encode_prompt(lm.tokenizer, p, device=lm.device) for p in chunk]  # chat template on
         else:
             plans = [ctx.engine.plan(p, ctx.eco) for p in chunk]
             rows = [{"inputs_embeds": pl.inputs_embeds} if pl.flagged else {"input_ids": pl.input_ids}
