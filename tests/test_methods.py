@@ -251,3 +251,19 @@ def test_compare_streams_four_columns_and_reports_quick_metrics(wb):
     assert all(kind is None for _, kind in last["diffs"][0])  # Original against itself
     alone = greedy(wb, "sku", "Who is Harry Potter?")
     assert last["texts"][3] == alone[: len(last["texts"][3])]
+
+
+def test_an_adapter_that_does_not_fit_leaves_the_model_able_to_take_the_next_one(tiny_model_dir, tmp_path):
+    """A LoRA whose target module the model lacks is refused, and leaves nothing half-registered."""
+    from peft import LoraConfig
+
+    from engine.lm.models import load_model
+    from engine.methods.variants import AdapterError, Variants
+
+    lm = load_model(str(tiny_model_dir), device="cpu", dtype="float32")
+    vs = Variants(lm)
+    with pytest.raises(Exception):
+        vs.create("bad", LoraConfig(r=2, lora_alpha=4, target_modules=["no_such_module"]))
+    assert "bad" not in getattr(lm.model, "peft_config", {})
+    vs.create("good", LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"]))
+    assert list(lm.model.peft_config) == ["good"] and vs.parameters("good")

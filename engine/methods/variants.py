@@ -134,10 +134,16 @@ class Variants:
         """Inject a fresh LoRA adapter (inactive: the current state is kept)."""
         import warnings
 
-        previous = self._state
-        with warnings.catch_warnings():  # peft warns that several adapters share the model: that is the design
-            warnings.filterwarnings("ignore", message="Already found a `peft_config`")
-            self.lm.model.add_adapter(config, adapter_name=name)
+        previous, model = self._state, self.lm.model
+        loaded = getattr(model, "_hf_peft_config_loaded", False)
+        try:
+            with warnings.catch_warnings():  # peft warns that several adapters share the model: that is the design
+                warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+                model.add_adapter(config, adapter_name=name)
+        except Exception:  # target modules this model lacks: leave no half-registered adapter behind
+            model._hf_peft_config_loaded = loaded
+            getattr(model, "peft_config", {}).pop(name, None)
+            raise
         self._layers = None
         self.adapters[name] = Adapter(name=name, method=method)
         self._apply(*previous)
