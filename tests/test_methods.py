@@ -267,3 +267,28 @@ def test_an_adapter_that_does_not_fit_leaves_the_model_able_to_take_the_next_one
     assert "bad" not in getattr(lm.model, "peft_config", {})
     vs.create("good", LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"]))
     assert list(lm.model.peft_config) == ["good"] and vs.parameters("good")
+
+
+def test_a_lora_on_the_embeddings_is_trained_saved_and_loaded_like_the_others(tiny_model_dir, tmp_path):
+    """peft names an embedding's LoRA tensors without `.weight` (`embed_tokens.lora_embedding_A`)."""
+    from peft import LoraConfig
+
+    from engine.lm.models import load_model
+    from engine.methods.variants import Variants
+
+    lm = load_model(str(tiny_model_dir), device="cpu", dtype="float32")
+    vs = Variants(lm)
+    vs.create("emb", LoraConfig(r=2, lora_alpha=4, target_modules=["embed_tokens", "q_proj"]))
+    names = {n for n, p in lm.model.named_parameters() if p in set(vs.parameters("emb"))}
+    assert any("lora_embedding_A" in n for n in names) and any("q_proj.lora_A" in n for n in names)
+    with torch.no_grad():
+        for n, p in lm.model.named_parameters():
+            if "lora_" in n:
+                p.fill_(0.25)
+    vs.register("elm", "emb", "elm", {"method": "elm"})
+    vs.save("emb", tmp_path / "emb", {"method": "elm"}, dtype=torch.float32)
+    fresh = load_model(str(tiny_model_dir), device="cpu", dtype="float32")
+    loaded = Variants(fresh).load(tmp_path / "emb", "elm")
+    values = {n: p for n, p in fresh.model.named_parameters() if "lora_" in n and loaded.name in n}
+    assert any("lora_embedding_B" in n for n in values)
+    assert all(torch.all(p == 0.25) for p in values.values())

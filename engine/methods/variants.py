@@ -152,7 +152,7 @@ class Variants:
         """The adapter's trainable tensors; every other parameter is frozen."""
         params = []
         for n, p in self.lm.model.named_parameters():
-            mine = "lora_" in n and f".{name}." in n
+            mine = _owned(n, name)
             p.requires_grad_(mine)
             if mine:
                 params.append(p)
@@ -300,14 +300,22 @@ def _adapter_folder(source: str | Path) -> Path:
         raise AdapterError(f"Could not download the adapter {source}: {type(e).__name__}.") from e
 
 
+def _owned(key: str, name: str) -> bool:
+    """Whether a model tensor belongs to adapter `name`: `...lora_A.<name>.weight` for a linear layer,
+    `...lora_embedding_A.<name>` (no `.weight`) for an embedding."""
+    return "lora_" in key and (f".{name}." in key or key.endswith(f".{name}"))
+
+
 def _copy_weights(model, name: str, tensors: dict, folder: Path) -> None:
     """Copy file tensors into adapter `name`, checking that names and shapes match exactly."""
-    expected = {k: v for k, v in model.state_dict().items() if "lora_" in k and f".{name}." in k}
+    expected = {k: v for k, v in model.state_dict().items() if _owned(k, name)}
     got = {}
     for k, v in tensors.items():
         k = k[len(PEFT_PREFIX):] if k.startswith(PEFT_PREFIX) else k
         for part in ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B"):
             k = k.replace(f".{part}.weight", f".{part}.{name}.weight").replace(f".{part}.default.", f".{part}.{name}.")
+            if k.endswith(f".{part}") or k.endswith(f".{part}.default"):  # an embedding's LoRA tensor
+                k = k.rsplit(f".{part}", 1)[0] + f".{part}.{name}"
         got[k] = v
     missing = sorted(set(expected) - set(got))
     if missing:
