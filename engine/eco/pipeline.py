@@ -60,8 +60,6 @@ class ECOConfig:
                               ("fallback", FALLBACKS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"Unknown {name} {getattr(self, name)!r}; known: {', '.join(allowed)}.")
-        if self.threshold is not None and not 0 <= float(self.threshold) <= 1:
-            raise ValueError(f"Threshold must be between 0 and 1, got {self.threshold}.")
         return self
 
     def to_dict(self) -> dict:
