@@ -112,11 +112,13 @@ def check_capsule(cap) -> dict:
 
 
 def compare_rows(old: list[dict], new: list[dict], tolerance: float = 1e-6) -> list[dict]:
-    """Per (variant, metric): old value, new value, and whether they agree within tolerance."""
+    """Per (variant, metric): old value, new value, and whether they agree within tolerance; a row
+    only one side has is a difference (its other value is None)."""
     index = {(r["variant"], r["metric"]): r["value"] for r in new}
     out = []
     for r in old:
-        v = index.get((r["variant"], r["metric"]))
+        v = index.pop((r["variant"], r["metric"]), None)
         same = v is not None and (abs(v - r["value"]) <= tolerance or (v != v and r["value"] != r["value"]))
         out.append({"variant": r["variant"], "metric": r["metric"], "old": r["value"], "new": v, "same": same})
+    out += [{"variant": k[0], "metric": k[1], "old": None, "new": v, "same": False} for k, v in index.items()]
     return out
