@@ -292,3 +292,37 @@ def test_a_lora_on_the_embeddings_is_trained_saved_and_loaded_like_the_others(ti
     values = {n: p for n, p in fresh.model.named_parameters() if "lora_" in n and loaded.name in n}
     assert any("lora_embedding_B" in n for n in values)
     assert all(torch.all(p == 0.25) for p in values.values())
+
+
+def test_a_failed_adapter_next_to_a_working_one_leaves_only_the_working_one(tiny_model_dir):
+    from peft import LoraConfig
+
+    from engine.lm.models import load_model
+    from engine.methods.variants import Variants
+
+    lm = load_model(str(tiny_model_dir), device="cpu", dtype="float32")
+    vs = Variants(lm)
+    vs.create("good", LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"]))
+    with pytest.raises(Exception):
+        vs.create("bad", LoraConfig(r=2, lora_alpha=4, target_modules=["no_such_module"]))
+    assert list(lm.model.peft_config) == ["good"]
+    vs.create("next", LoraConfig(r=2, lora_alpha=4, target_modules=["v_proj"]))
+    assert list(lm.model.peft_config) == ["good", "next"] and vs.parameters("next")
+
+
+def test_after_deleting_the_last_adapter_the_base_model_still_runs_under_use(tiny_model_dir):
+    from peft import LoraConfig
+
+    from engine.lm.models import load_model
+    from engine.methods.variants import Variants
+
+    lm = load_model(str(tiny_model_dir), device="cpu", dtype="float32")
+    ids = torch.tensor([[1, 5, 9]])
+    with torch.no_grad():
+        before = lm.model(input_ids=ids).logits
+    vs = Variants(lm)
+    vs.create("only", LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"]))
+    vs.delete("only")
+    vs.delete("only")  # deleting twice is harmless
+    with vs.use(None) as model, torch.no_grad():
+        assert torch.allclose(model(input_ids=ids).logits, before)

@@ -328,7 +328,7 @@ def _copy_weights(model, name: str, tensors: dict, folder: Path) -> None:
     params = dict(model.named_parameters())
     with torch.no_grad():
         for k in expected:
-            params[k].copy_(got[k].to(params[k].dtype))
+            params[k].copy_(got[k])  # copy_ casts to the parameter's dtype
 
 
 __all__ = ["Adapter", "AdapterError", "BASE_VARIANTS", "Variants", "WEIGHT_METHODS"]
