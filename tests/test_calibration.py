@@ -84,10 +84,11 @@ def test_entity_questions_leave_out_entities_both_corpora_name(tiny_preset):
 class Scripted(PromptClassifier):
     """A PromptClassifier whose p(forget) comes from a rule, so calibration's numbers are known."""
 
-    def __init__(self, rule, half=False):
+    def __init__(self, rule, half=False, tokenizer=None, report=None):
         self.rule, self.calls, self.max_length, self.name = rule, 0, 64, "scripted"
-        self.threshold, self.report = 0.5, {"train_size": 7, "train_seconds": 1.5, "stale": True}
-        self.tokenizer = None
+        self.threshold = 0.5
+        self.report = {"train_size": 7, "train_seconds": 1.5, "stale": True} if report is None else report
+        self.tokenizer = tokenizer
         emb = torch.nn.Embedding(3, 2).to(torch.float16 if half else torch.float32)
         self.model = type("M", (), {"get_input_embeddings": lambda self: emb})()
         self.set_lexicon([])

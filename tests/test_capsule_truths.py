@@ -25,17 +25,14 @@ from engine.evaluation import capsules
 from engine.evaluation.capsules import (MAX_CAPSULE_BYTES, check_capsule, compare_rows, load_capsule,
                                         make_capsule, save_capsule, versions, weights_hash)
 from engine.evaluation.runner import evaluate
+from tests.helpers import star_wars_subset
 
 
 # ---------------------------------------------------------------------------- capsule fixtures
 
 @pytest.fixture(scope="module")
 def star_wars_small():
-    p = load_preset("star_wars")
-    test = lambda rows, n: [r for r in rows if r.split == "test"][:n]  # noqa: E731
-    return dataclasses.replace(p, forget_prompts=test(p.forget_prompts, 2), retain_prompts=test(p.retain_prompts, 2),
-                               forget_probes=test(p.forget_probes, 4), retain_probes=test(p.retain_probes, 4),
-                               retain_corpus=p.retain_corpus[:2])
+    return star_wars_subset(2, 4, 2)
 
 
 @pytest.fixture(scope="module")

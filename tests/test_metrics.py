@@ -11,17 +11,14 @@ from engine.evaluation.runner import DEFAULT_METRICS, evaluate
 from engine.evaluation.metrics import METRICS, EvalContext, MetricValue, forget_quality, get_metric, list_metrics, mcq_prompt
 from engine.data.presets import load_preset
 from engine.evaluation.capsules import compare_rows, load_capsule, save_capsule
+from tests.helpers import star_wars_subset
 
 ALWAYS = ECOConfig(gate="always", selection="prompt", strength=100.0, dims=16)
 
 
 @pytest.fixture(scope="module")
 def star_wars_small():
-    p = load_preset("star_wars")
-    test = lambda rows, n: [r for r in rows if r.split == "test"][:n]  # noqa: E731
-    return dataclasses.replace(p, forget_prompts=test(p.forget_prompts, 6), retain_prompts=test(p.retain_prompts, 6),
-                               forget_probes=test(p.forget_probes, 8), retain_probes=test(p.retain_probes, 8),
-                               retain_corpus=p.retain_corpus[:5])
+    return star_wars_subset(6, 8, 5)
 
 
 def test_every_metric_has_a_one_line_definition():

@@ -19,8 +19,9 @@ import torch
 from engine.data.presets import load_preset
 from engine.data.records import Passage, Probe, PromptRecord
 from engine.eco import calibration as C
-from engine.eco.classifier import ClassifierConfig, PromptClassifier
+from engine.eco.classifier import ClassifierConfig
 from engine.eco.zo import ScalarZO, VectorZO, ZOConfig, run, search_strength
+from tests.test_calibration import Scripted as RuleScripted
 
 # ============================================================================ ZOConfig.validate
 
@@ -266,26 +267,17 @@ def make_preset(forget_test, retain_test, retain_probes=None, forget_corpus=None
         retain_corpus=retain_corpus or [Passage("rc", "A retain corpus sentence that counts.")])
 
 
-class Scripted(PromptClassifier):
-    """A PromptClassifier whose p(forget) is read from a table (retain train question i: i / 20)."""
+class Scripted(RuleScripted):
+    """A scripted PromptClassifier reading p(forget) from a table (retain train question i: i / 20,
+    anything else not in the table: 0.33)."""
 
     def __init__(self, table, tokenizer=None, half=False):
-        self.table, self.calls, self.max_length, self.name = table, 0, 64, "scripted"
-        self.threshold, self.report = 0.5, {}
-        self.tokenizer = tokenizer
-        emb = torch.nn.Embedding(3, 2).to(torch.float16 if half else torch.float32)
-        self.model = type("M", (), {"get_input_embeddings": lambda self: emb})()
-        self.set_lexicon([])
-
-    def classifier_score(self, prompts, batch_size=64):
-        self.calls += 1
-        out = []
-        for p in prompts:
+        def rule(p):
             if p.startswith("retain train question number"):
-                out.append(int(p.split()[-1].rstrip("?")) / 20)
-            else:
-                out.append(self.table.get(p, 0.33))
-        return out
+                return int(p.split()[-1].rstrip("?")) / 20
+            return table.get(p, 0.33)
+
+        super().__init__(rule, half=half, tokenizer=tokenizer, report={})
 
 
 PLAIN = ClassifierConfig(calibration_fraction=0.25, alpha=0.5, lexicon=False, retain_lexicon=False)
