@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from .records import (MCQ, SPLITS, Concept, Passage, PresetError, Probe, PromptRecord,  # noqa: F401 (re-exported)
+from .records import (MCQ, SPLITS, AttackRow, Concept, Passage, PresetError, Probe, PromptRecord,  # noqa: F401 (re-exported)
                       read_jsonl)
 
 PRESETS_DIR = Path(__file__).resolve().parents[2] / "presets"
@@ -45,6 +45,7 @@ class Preset:
     forget_mcq: list[MCQ] = field(default_factory=list)
     retain_mcq: list[MCQ] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)  # role -> hash of rows read from a dataset
+    attacks: list[AttackRow] = field(default_factory=list)  # descriptions and retain names for attacks
 
     def prompts(self, side: str, split: str | None = None) -> list[PromptRecord]:
         return self._rows(self.forget_prompts, self.retain_prompts, side, split)
@@ -88,10 +89,12 @@ class Preset:
             "retain_corpus": len(self.retain_corpus),
             "forget_mcq": len(self.forget_mcq),
             "retain_mcq": len(self.retain_mcq),
+            "attack_rows": len(self.attacks),
         }
 
 
-OPTIONAL_FILES = {"forget_mcq": "mcq", "retain_mcq": "mcq"}  # role -> record kind, read when listed
+OPTIONAL_FILES = {"forget_mcq": "mcq", "retain_mcq": "mcq", "attacks": "attack"}  # role -> kind, read when listed
+DEFAULT_OPTIONAL = {"attacks": "data/attacks.jsonl"}  # read from here when present, even if not listed
 
 
 
@@ -134,7 +137,9 @@ def load_preset(name_or_path: str | Path, root: Path = PRESETS_DIR) -> Preset:
         raise PresetError(f"{label_root}/preset.yaml: 'files' must be a mapping of role to path or dataset.")
     files = {**{k: v[0] for k, v in FILES.items()}, **listed}
     roles = [(role, kind) for role, (_, kind) in FILES.items()]
-    roles += [(role, kind) for role, kind in OPTIONAL_FILES.items() if role in listed]
+    files.update({role: path for role, path in DEFAULT_OPTIONAL.items()
+                  if role not in listed and (folder / path).is_file()})
+    roles += [(role, kind) for role, kind in OPTIONAL_FILES.items() if role in files]
     data, sources = {}, {}
     for role, kind in roles:
         source = files[role]

@@ -58,6 +58,19 @@ class Passage:
     text: str
 
 
+@dataclass(frozen=True)
+class AttackRow:
+    """One row of a preset's attack data: a description of a forget name, or a retain-only name."""
+    id: str
+    kind: str  # description | retain_name
+    text: str
+    split: str
+    name: str = ""  # the forget name a description stands for
+
+
+ATTACK_KINDS = ("description", "retain_name")
+
+
 @dataclass
 class Concept:
     """ELM's concept descriptions: what to erase and its harmless counterpart."""
@@ -131,7 +144,16 @@ def parse_passage(rec: dict, where: str) -> Passage:
     return Passage(id=_text(rec, "id", where), text=_text(rec, "text", where))
 
 
-PARSERS = {"prompt": parse_prompt, "probe": parse_probe, "passage": parse_passage, "mcq": parse_mcq}
+def parse_attack(rec: dict, where: str) -> AttackRow:
+    kind = rec.get("kind")
+    if kind not in ATTACK_KINDS:
+        raise PresetError(f"{where}: field 'kind' must be one of {', '.join(ATTACK_KINDS)}, got {kind!r}.")
+    name = _text(rec, "name", where) if kind == "description" else ""
+    return AttackRow(id=_text(rec, "id", where), kind=kind, text=_text(rec, "text", where),
+                     split=_split(rec, where), name=name)
+
+
+PARSERS = {"prompt": parse_prompt, "probe": parse_probe, "passage": parse_passage, "mcq": parse_mcq, "attack": parse_attack}
 
 
 def read_jsonl(path: Path, kind: str, label: str | None = None) -> list:
