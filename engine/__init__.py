@@ -11,6 +11,7 @@ Everything the app, the benchmarks and the scripts use is imported from here (a 
         .train("elm"|"sku", settings) -> record   a LoRA adapter that becomes that variant
         .load_adapter(folder_or_hub_id, key) / .set_negation(lam) / .adapters()
         .evaluate(variants, metrics, split) -> EvalResult;  .capsule(result);  .replay(capsule)
+        .attack(variants, attacks, split, config=AttackConfig) -> AttackResult: metrics under attack
     The settings as dataclasses whose field metadata (help, min, max, choices) the UI and the CLI
     build their controls from: GenerationConfig, ECOConfig, ClassifierConfig, ZOConfig and the
     methods' TrainConfigs (METHODS, make_config).
@@ -19,6 +20,7 @@ Everything the app, the benchmarks and the scripts use is imported from here (a 
 The engine never imports gradio.
 """
 from . import checks
+from .attacks import ATTACKS, AttackConfig, AttackResult, list_attacks
 from .eco.calibration import gate_report
 from .eco.classifier import ClassifierConfig
 from .eco.corruptions import list_corruptions
@@ -37,10 +39,10 @@ from .workbench import Workbench
 from .eco.zo import ZOConfig
 
 __all__ = [
-    "DEFAULT_METRICS", "GATES", "METHODS", "SELECTION_MODES", "UNITS", "VARIANTS", "ClassifierConfig",
+    "ATTACKS", "AttackConfig", "AttackResult", "DEFAULT_METRICS", "GATES", "METHODS", "SELECTION_MODES", "UNITS", "VARIANTS", "ClassifierConfig",
     "ECOConfig", "EvalResult", "GenerationConfig", "GenerationStats", "LoadedModel", "ModelInfo",
     "ModelLoadError", "Preset", "PresetError", "TrainingStopped", "Workbench", "ZOConfig", "cached_hub_models",
     "checks", "embedding_std", "encode_prompt", "error_line", "evaluate", "format_chat", "gate_report",
-    "generate", "get_method", "list_corruptions", "list_metrics", "list_presets", "load_capsule", "load_model",
+    "generate", "get_method", "list_attacks", "list_corruptions", "list_metrics", "list_presets", "load_capsule", "load_model",
     "load_preset", "make_config", "rank_choices", "read_jsonl", "resolve_preset_dir", "save_capsule", "stream",
 ]

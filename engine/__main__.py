@@ -11,8 +11,9 @@ import sys
 import typing
 from dataclasses import fields
 
-from . import (SELECTION_MODES, ECOConfig, GenerationConfig, Workbench, ZOConfig, error_line, get_method, list_presets,
+from . import (ATTACKS, SELECTION_MODES, AttackConfig, ECOConfig, GenerationConfig, Workbench, ZOConfig, error_line, get_method, list_presets,
                load_capsule, load_preset, make_config, save_capsule)
+from .attacks import get_attack
 from .eco.gate import check_prompt
 from .evaluation.runner import VARIANTS, check_names
 
@@ -90,6 +91,19 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--capsule", default=None, help="where to write the run capsule (default: runs/<time>.json)")
     _add_eco_args(ev)
     _add_model_args(ev)
+
+    at = sub.add_parser("attack", help="metrics of variants under prompt and weight attacks; writes a capsule")
+    at.add_argument("--preset", default="harry_potter")
+    at.add_argument("--variants", default="original,eco")
+    at.add_argument("--attacks", default="nameless,obfuscate,jailbreak,smuggle,translate,few_shot",
+                    help=f"comma-separated, from: {', '.join(ATTACKS[1:])} (clean always runs first)")
+    at.add_argument("--split", default="test", choices=["train", "test"])
+    at.add_argument("--batch-size", type=int, default=32)
+    at.add_argument("--capsule", default=None, help="where to write the run capsule (default: runs/<time>.json)")
+    at.add_argument("--progress", action="store_true", help="print one JSON line per finished attack on stderr")
+    _add_config_args(at, AttackConfig)
+    _add_eco_args(at)
+    _add_model_args(at)
 
     rp = sub.add_parser("replay", help="re-run a run capsule and compare its numbers")
     rp.add_argument("capsule")
@@ -253,6 +267,41 @@ def cmd_evaluate(args) -> dict:
     return {"rows": result.rows(), "capsule": str(path), "seconds": round(result.seconds, 2)}
 
 
+def cmd_attack(args) -> dict:
+    import time
+    from pathlib import Path
+
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
+    for name in attacks:
+        get_attack(name)  # an unknown attack fails before the model loads
+    config = AttackConfig.from_dict(_values(args, AttackConfig))
+    wb = _workbench(args, preset=args.preset)
+    eco = _eco_config(args).validate(wb.lm.model.config.hidden_size)
+    progress = (lambda r: print(json.dumps(r), file=sys.stderr, flush=True)) if args.progress else None
+    result = wb.attack(variants, attacks, args.split, eco, config, batch_size=args.batch_size, on_progress=progress)
+    path = Path(args.capsule or Path("runs") / f"attack-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    save_capsule(wb.capsule(result), path)
+    out = {"rows": result.table.to_dict(orient="records"), "capsule": str(path), "seconds": round(result.seconds, 2)}
+    return out if args.json else {"text": attack_table(result) + f"\ncapsule: {path}"}
+
+
+def attack_table(result) -> str:
+    """One variants x attacks grid per metric, each cell value (n)."""
+    blocks = []
+    for metric in ("forget_probe_accuracy", "keyword_leak_rate", "forget_recall", "retain_probe_accuracy",
+                   "retain_fpr"):
+        t = result.table[result.table.metric == metric]
+        if t.empty:
+            continue
+        cells = t.assign(cell=[f"{v:.3f} ({n})" for v, n in zip(t.value, t.n)])
+        grid = cells.pivot(index="variant", columns="attack", values="cell")
+        grid = grid.reindex(index=[v for v in result.settings["variants"] if v in grid.index],
+                            columns=[a for a in result.settings["attacks"] if a in grid.columns]).fillna("")
+        blocks.append(f"{metric}\n{grid.to_string()}")
+    return "\n\n".join(blocks)
+
+
 def cmd_replay(args) -> dict:
     cap = load_capsule(args.capsule)
     wb = _workbench(args, preset=cap["settings"].get("preset") or cap["preset"]["name"])
@@ -292,7 +341,7 @@ def cmd_presets(args) -> dict:
 
 
 COMMANDS = {"generate": cmd_generate, "classify": cmd_classify, "select": cmd_select,
-            "optimize": cmd_optimize, "sweep": cmd_sweep, "evaluate": cmd_evaluate, "replay": cmd_replay,
+            "optimize": cmd_optimize, "sweep": cmd_sweep, "evaluate": cmd_evaluate, "attack": cmd_attack, "replay": cmd_replay,
             "presets": cmd_presets, "train": cmd_train}
 
 

@@ -178,6 +178,13 @@ class Workbench:
         return self.evaluator.evaluate(variants, metrics, split, eco, preset, probes_file, batch_size,
                                        on_progress, stop_event)
 
+    def attack(self, variants=("original", "eco"), attacks=("nameless",), split: str = "test",
+               eco: ECOConfig | None = None, config=None, preset: str | None = None, batch_size: int = 32,
+               on_progress=None, stop_event: threading.Event | None = None):
+        """Variants x attacks (clean first): metrics under attack -> AttackResult (engine/attacks)."""
+        return self.evaluator.attack(variants, attacks, split, eco, config, preset, batch_size, on_progress,
+                                     stop_event)
+
     def capsule(self, result, preset: str | None = None) -> dict:
         return self.evaluator.capsule(result, preset)
 

@@ -269,10 +269,12 @@ def test_rouge_l_recall_rows_use_stemmed_words(tiny_lm, gen_preset, scripted_gen
 def test_keyword_leak_rate_is_the_share_of_answers_naming_a_forget_keyword(tiny_lm, gen_preset, scripted_generations):
     mv = M.keyword_leak_rate(EvalContext(lm=tiny_lm, preset=gen_preset, split="test", eco=None))
     assert (mv.value, mv.n) == (pytest.approx(1 / 3), 3)
-    assert mv.rows == [{"id": "f1", "keywords": []}, {"id": "f2", "keywords": ["Skywalker", "Jedi"]},
-                       {"id": "f4", "keywords": []}]
+    assert mv.rows == [{"id": "f1", "keywords": [], "output": GEN_OUTPUTS["Question f1?"]},
+                       {"id": "f2", "keywords": ["Skywalker", "Jedi"], "output": GEN_OUTPUTS["Question f2?"]},
+                       {"id": "f4", "keywords": [], "output": GEN_OUTPUTS["Question f4?"]}]
     one = M.keyword_leak_rate(EvalContext(lm=tiny_lm, preset=gen_preset, split="train", eco=None))
-    assert (one.value, one.n, one.rows) == (1.0, 1, [{"id": "f3", "keywords": ["Vader"]}])
+    assert (one.value, one.n, one.rows) == (1.0, 1, [{"id": "f3", "keywords": ["Vader"],
+                                                      "output": GEN_OUTPUTS["Question f3?"]}])
 
 
 def test_forget_unique_token_ratio_averages_over_non_empty_answers(tiny_lm, gen_preset, scripted_generations):

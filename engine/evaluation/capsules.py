@@ -95,7 +95,7 @@ REQUIRED = {  # section -> {field: type} a replay reads
 
 def check_capsule(cap) -> dict:
     """The capsule, or ValueError naming every missing or mistyped field in one sentence."""
-    if not isinstance(cap, dict) or cap.get("kind") != "lethe-evaluation":
+    if not isinstance(cap, dict) or cap.get("kind") not in ("lethe-evaluation", "lethe-attack"):
         raise ValueError("This JSON file is not a Lethe run capsule.")
     problems = []
     for section, wanted in REQUIRED.items():

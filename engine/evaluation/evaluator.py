@@ -18,6 +18,8 @@ from ..session import Session
 from .capsules import check_capsule, compare_rows, make_capsule, weights_hash
 from .runner import DEFAULT_METRICS, EvalResult, check_names, evaluate
 
+ATTACK_CAPSULE = "lethe-attack"
+
 
 class Evaluator:
     def __init__(self, session: Session, gate: Gate, adapters: Adapters):
@@ -45,11 +47,40 @@ class Evaluator:
         result.settings["adapters"] = self.adapters.settings(variants, p.name)
         return result
 
-    def capsule(self, result: EvalResult, preset: str | None = None) -> dict:
+    def attack(self, variants=("original", "eco"), attacks=("nameless",), split: str = "test",
+               eco: ECOConfig | None = None, config=None, preset: str | None = None, batch_size: int = 32,
+               on_progress=None, stop_event: threading.Event | None = None):
+        """Every variant under every attack (clean first) -> AttackResult (see engine/attacks)."""
+        from ..attacks import AttackConfig, get_attack, run_attacks
+
+        s = self.session
+        p = s.preset_for(preset)
+        if split not in ("train", "test"):
+            raise ValueError(f"Unknown split {split!r}; known: train, test.")
+        if not variants or not attacks:
+            raise ValueError("Pick at least one variant and one attack.")
+        for v in variants:
+            s.switch().resolve(v, p.name)  # an unknown variant or a missing adapter, in one sentence
+        for name in attacks:
+            get_attack(name)
+        config = config if isinstance(config, AttackConfig) else AttackConfig.from_dict(config)
+        needs_gate = any(str(v).startswith("eco") for v in variants) and (eco or ECOConfig()).gate == "classifier"
+        clf = self.gate.classifier(p.name) if needs_gate else None
+        with s.lock:
+            result = run_attacks(s.model(), p, variants, attacks, split, eco, clf, config, s.switch(), batch_size,
+                                 on_progress, stop_event)
+        result.settings["preset"] = p.name
+        result.settings["adapters"] = self.adapters.settings(variants, p.name)
+        return result
+
+    def capsule(self, result, preset: str | None = None) -> dict:
         p = self.session.preset_for(result.settings.get("preset") or preset)
         clf = (self.gate.classifiers.get(p.name)
                if any(str(v).startswith("eco") for v in result.settings["variants"]) else None)
-        return make_capsule(self.session.model(), p, result, clf)
+        capsule = make_capsule(self.session.model(), p, result, clf)
+        if "attacks" in result.settings:
+            capsule["kind"] = ATTACK_CAPSULE
+        return capsule
 
     def replay(self, capsule: dict, names_only: bool = False) -> dict:
         """Re-run a capsule's evaluation here and compare: {same, rows: [...], warnings: [...]}.
@@ -72,8 +103,12 @@ class Evaluator:
                 probes_file = str(data / checks.plain_name("probe file", probes_file, known))
         warnings = self._differences(capsule)
         p = self.session.preset_for(s.get("preset") or capsule["preset"]["name"])
-        result = self.evaluate(s["variants"], s["metrics"], s["split"], ECOConfig.from_dict(s["eco"]), p.name,
-                               probes_file, batch_size)
+        if capsule["kind"] == ATTACK_CAPSULE:
+            result = self.attack(s["variants"], s["attacks"], s["split"], ECOConfig.from_dict(s["eco"]),
+                                 s.get("config"), p.name, batch_size)
+        else:
+            result = self.evaluate(s["variants"], s["metrics"], s["split"], ECOConfig.from_dict(s["eco"]), p.name,
+                                   probes_file, batch_size)
         rows = compare_rows(capsule["rows"], result.rows())
         return {"same": all(r["same"] for r in rows) and not warnings, "rows": rows, "warnings": warnings}
 

@@ -341,7 +341,8 @@ def retain_rouge_l_recall(ctx: EvalContext) -> MetricValue:
 
 def keyword_leak_rate(ctx: EvalContext) -> MetricValue:
     rows, outs = _generations(ctx, "forget")
-    vals = [{"id": r.id, "keywords": keyword_mentions(o, ctx.preset.forget_keywords)} for r, o in zip(rows, outs)]
+    vals = [{"id": r.id, "keywords": keyword_mentions(o, ctx.preset.forget_keywords), "output": o}
+            for r, o in zip(rows, outs)]
     return MetricValue(sum(bool(v["keywords"]) for v in vals) / max(len(vals), 1), len(vals), vals)
 
 
