@@ -11,6 +11,7 @@ from .tabs import evaluate as evaluate_tab
 from .tabs import model as model_tab
 from .tabs import optimize as optimize_tab
 from .tabs import playground as playground_tab
+from .tabs import robustness as robustness_tab
 from .tabs import train as train_tab
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -29,12 +30,14 @@ def build_app(workbench, settings: dict | None = None) -> gr.Blocks:
             opt = optimize_tab.build(workbench, settings)
             train = train_tab.build(workbench, settings)
             ev = evaluate_tab.build(workbench, settings)
+            rob = robustness_tab.build(workbench, settings)
             model = model_tab.build(workbench, settings)
         playground_tab.wire(play, workbench, settings)
         compare_tab.wire(cmp, workbench, settings, playground=play)
         optimize_tab.wire(opt, workbench, settings, playground=play)
         train_tab.wire(train, workbench, settings)
         evaluate_tab.wire(ev, workbench, settings, playground=play)
+        robustness_tab.wire(rob, workbench, settings, playground=play)
         model_tab.wire(model, workbench, settings)
     # model-bound events share concurrency_id="model": one at a time on the shared model
     demo.queue(default_concurrency_limit=1, max_size=settings.get("queue_size", 64))

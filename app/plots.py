@@ -81,3 +81,41 @@ def loss_figure(records: list[dict], terms: list[str]) -> go.Figure:
                                      line=dict(width=3 if term == "loss" else 1.5)))
     fig.update_layout(title="Training losses (weighted)", xaxis_title="step", yaxis_title="loss", **LAYOUT)
     return fig
+
+
+def _records(table) -> list[dict]:
+    """Rows of an attack table given as a DataFrame or as a list of dicts."""
+    return table.to_dict(orient="records") if hasattr(table, "to_dict") else list(table)
+
+
+def attack_heatmap(table, variants: list[str], attacks: list[str],
+                   metric: str = "forget_probe_accuracy") -> go.Figure:
+    """Variants (rows) x attacks (columns, clean first) coloured by one metric: green is low, where
+    the unlearning holds; each cell shows its value."""
+    values = {(r["variant"], r["attack"]): r["value"] for r in _records(table) if r["metric"] == metric}
+    cols = ["clean", *[a for a in attacks if a != "clean"]]
+    cols = [a for a in cols if any((v, a) in values for v in variants)]
+    rows = [v for v in variants if any((v, a) in values for a in cols)]
+    z = [[values.get((v, a)) for a in cols] for v in rows]
+    text = [["–" if x is None or x != x else f"{x:.2f}" for x in line] for line in z]
+    fig = go.Figure(go.Heatmap(z=z, x=cols, y=rows, text=text, texttemplate="%{text}", zmin=0, zmax=1,
+                               colorscale="RdYlGn_r", colorbar=dict(title=metric.replace("_", " "))))
+    fig.update_layout(title=f"{metric.replace('_', ' ')} under attack (lower = the unlearning holds)",
+                      xaxis_title="attack", **{**LAYOUT, "height": max(260, 60 * len(rows) + 140)})
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def gate_recall_bars(table, attacks: list[str] | None = None, metric: str = "forget_recall") -> go.Figure:
+    """ECO's gate recall on the attacked forget prompts, one bar group per attack (clean first),
+    one bar per ECO variant: a gate an attack slips past drops here."""
+    rows = [r for r in _records(table) if r["metric"] == metric and r["value"] == r["value"]]
+    order = ["clean", *[a for a in (attacks or dict.fromkeys(r["attack"] for r in rows)) if a != "clean"]]
+    fig = go.Figure()
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        got = {r["attack"]: r["value"] for r in rows if r["variant"] == variant}
+        xs = [a for a in order if a in got]
+        fig.add_trace(go.Bar(name=variant, x=xs, y=[got[a] for a in xs]))
+    fig.update_layout(title="Gate recall on attacked forget prompts (higher = the gate still fires)",
+                      barmode="group", yaxis_title=metric.replace("_", " "), yaxis_range=[0, 1.05], **LAYOUT)
+    return fig
