@@ -22,8 +22,8 @@ def main() -> None:
     acc = result.pivot("forget_probe_accuracy")
     out = {"relearn_seconds": seconds["relearn"], "clean_seconds": seconds["clean"], "target_seconds": 180,
            "settings": config.to_dict(),
-           "forget_probe_accuracy": {v: {"clean": round(acc.loc[v, "clean"], 3),
-                                         "relearn": round(acc.loc[v, "relearn"], 3)} for v in acc.index}}
+           "forget_probe_accuracy": {v: {"clean": round(float(acc.loc[v, "clean"]), 3),
+                                         "relearn": round(float(acc.loc[v, "relearn"]), 3)} for v in acc.index}}
     print(f"relearn on ELM + SKU: {seconds['relearn']:.1f} s (target <= 180 s); "
           f"forget accuracy clean -> relearned: {out['forget_probe_accuracy']}")
     write("relearn", out)
