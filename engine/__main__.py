@@ -278,7 +278,7 @@ def cmd_attack(args) -> dict:
     config = AttackConfig.from_dict(_values(args, AttackConfig))
     wb = _workbench(args, preset=args.preset)
     eco = _eco_config(args).validate(wb.lm.model.config.hidden_size)
-    progress = (lambda r: print(json.dumps(r), file=sys.stderr, flush=True)) if args.progress else None
+    progress = (lambda r: print(json_text(r), file=sys.stderr, flush=True)) if args.progress else None
     result = wb.attack(variants, attacks, args.split, eco, config, batch_size=args.batch_size, on_progress=progress)
     path = Path(args.capsule or Path("runs") / f"attack-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}.json")
     save_capsule(wb.capsule(result), path)
