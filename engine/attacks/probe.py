@@ -8,6 +8,8 @@ four candidates (chance 0.25). Read under the variant's weights; ECO's are the O
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from ..data.records import Probe
@@ -17,6 +19,23 @@ def layer_of(lm, layer: int) -> int:
     """hidden_states index: -1 means the middle decoder layer."""
     n = int(getattr(lm.model.config, "num_hidden_layers", 2))
     return n // 2 if layer < 0 else min(layer, n)
+
+
+@contextlib.contextmanager
+def _captured(model, layer: int):
+    """Record the states of hidden layer `layer` (0 = the embeddings, i = decoder block i's output)
+    with a forward hook removed on exit (no model state is left behind)."""
+    seen: list[torch.Tensor] = []
+    module = (model.get_input_embeddings() if layer == 0 else model.get_decoder().layers[layer - 1])
+
+    def hook(_module, _inputs, output):
+        seen.append(output[0] if isinstance(output, tuple) else output)
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield seen
+    finally:
+        handle.remove()
 
 
 def features(lm, probes: list[Probe], layer: int, batch_size: int = 16) -> torch.Tensor:
@@ -30,9 +49,9 @@ def features(lm, probes: list[Probe], layer: int, batch_size: int = 16) -> torch
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for k, r in enumerate(rows):
             ids[k, : len(r)], mask[k, : len(r)] = torch.tensor(r), 1
-        with torch.inference_mode():
-            hidden = lm.model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device),
-                              output_hidden_states=True).hidden_states[layer]
+        with torch.inference_mode(), _captured(lm.model, layer) as seen:
+            lm.model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device))
+        hidden = seen[0]
         last = torch.tensor([len(r) - 1 for r in rows], device=hidden.device)
         out.append(hidden[torch.arange(len(rows), device=hidden.device), last].float().cpu())
     return torch.cat(out)

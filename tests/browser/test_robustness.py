@@ -28,10 +28,11 @@ def test_robustness_tab_attacks_fill_the_table_heatmap_and_examples(server, page
     limit.press("Tab")
     page.locator("#btn-attack").click()
 
-    page.locator("#plot-attack-heatmap .js-plotly-plot").first.wait_for(timeout=500_000)
+    # the table and the heat-map grow after each attack: wait for the last attack's rows
+    page.wait_for_function("() => document.querySelector('#df-attack').innerText.includes('jailbreak')",
+                           timeout=500_000)
+    page.locator("#plot-attack-heatmap .js-plotly-plot").first.wait_for(timeout=10_000)
     table = page.locator("#df-attack")
-    page.wait_for_function("() => document.querySelector('#df-attack').innerText.includes('forget_probe_accuracy')",
-                           timeout=10_000)
     shown = table.inner_text()
     for name in ("clean", *ATTACKS, "original", "eco"):
         assert name in shown, name
