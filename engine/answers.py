@@ -40,8 +40,7 @@ class Decoding:
         if not self.plans:
             return None
         p = self.plans[0]
-        return {"score": p.score, "flagged": p.flagged, "threshold": p.threshold, "matched": list(p.matched),
-                "kept": list(p.kept)}
+        return {"score": p.score, "flagged": p.flagged, "threshold": p.threshold, "matched": list(p.matched)}
 
 
 class Answers:

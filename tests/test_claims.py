@@ -68,8 +68,8 @@ def test_calibration_uses_only_the_held_out_train_fold(monkeypatch):
     from engine.data.presets import load_preset
 
     preset = load_preset("harry_potter")
-    config = ClassifierConfig(lexicon=False, retain_lexicon=False)
-    data, calib = C.training_data(preset, config.calibration_fraction, config.entity_questions)
+    config = ClassifierConfig(lexicon=False)
+    data, calib = C.training_data(preset, config.calibration_fraction, config.entity_questions, config.augment)
     test_texts = {r.prompt for r in preset.prompts("forget", "test") + preset.prompts("retain", "test")}
     train_texts = {t for t, _ in data}
     assert calib and not set(calib) & test_texts and not set(calib) & train_texts
@@ -80,14 +80,14 @@ def test_calibration_uses_only_the_held_out_train_fold(monkeypatch):
         return 0.5
 
     class Fake:
-        lexicon, retain_lexicon, report, tokenizer = [], [], {}, None
+        lexicon, report, tokenizer, segments = [], {}, None, False
         model = type("M", (), {"get_input_embeddings": lambda self: torch.nn.Embedding(2, 2)})()
         threshold = 0.5
         gate_score = staticmethod(lambda text, s: s)
         matches = staticmethod(lambda text: [])
 
-        def set_lexicon(self, entities, retain_entities=()):
-            self.lexicon, self.retain_lexicon = list(entities), list(retain_entities)
+        def set_lexicon(self, entities, see_through=True):
+            self.lexicon = list(entities)
 
     monkeypatch.setattr(C, "conformal_threshold", spy)
     monkeypatch.setattr(C, "_probs", lambda clf, texts, folder: [0.1] * len(texts))

@@ -3,7 +3,7 @@ import dataclasses
 
 import pytest
 
-from engine.eco.calibration import conformal_threshold, gate_report
+from engine.eco.calibration import MAX_THRESHOLD, conformal_threshold, gate_report
 from engine.eco.classifier import ClassifierConfig, PromptClassifier, train_classifier
 from engine.data.presets import load_preset
 
@@ -12,7 +12,7 @@ def test_conformal_threshold_bounds_the_false_positive_rate():
     scores = [i / 100 for i in range(100)]
     t = conformal_threshold(scores, alpha=0.05)
     assert sum(s > t for s in scores) / len(scores) <= 0.05
-    assert conformal_threshold(scores, alpha=0.0) == max(scores)
+    assert conformal_threshold(scores, alpha=0.0) == MAX_THRESHOLD  # no rate is bounded at 0: only hits fire
     assert conformal_threshold([], 0.1) == 0.5
 
 
@@ -31,7 +31,7 @@ def small_preset():
 @pytest.fixture(scope="module")
 def small_classifier(small_preset):
     steps = []
-    config = ClassifierConfig(epochs=6, batch_size=16, alpha=0.1, lexicon=False)  # the encoder alone
+    config = ClassifierConfig(epochs=6, batch_size=16, alpha=0.1, lexicon=False, augment=False)  # the encoder alone
     clf = train_classifier(small_preset, config, on_step=steps.append)
     assert steps and steps[-1]["step"] == steps[-1]["steps"]
     return clf
@@ -71,35 +71,47 @@ def test_a_folder_that_is_not_a_classifier_is_refused(tmp_path):
         PromptClassifier.load(str(tmp_path))
 
 
-def test_the_lexicon_matches_whole_names_case_sensitively(small_classifier):
+def test_the_lexicon_matches_names_as_written_or_disguised(small_classifier):
+    exact = PromptClassifier(small_classifier.model, small_classifier.tokenizer, 0.9,
+                             lexicon=["Cho Chang", "Felix Felicis", "Hogwarts"], see_through=False)
+    assert exact.matches("Who is Cho Chang's friend at Hogwarts?") == ["Cho Chang", "Hogwarts"]
+    assert exact.matches("Who is cho chang?") == [] and exact.matches("Hogwartsian ideas") == []
     clf = PromptClassifier(small_classifier.model, small_classifier.tokenizer, 0.9,
-                           lexicon=["Cho Chang", "Felix Felicis", "Hogwarts"])
-    assert clf.matches("Who is Cho Chang's friend at Hogwarts?") == ["Cho Chang", "Hogwarts"]
-    assert clf.matches("Who is cho chang?") == [] and clf.matches("Hogwartsian ideas") == []
+                           lexicon=["Cho Chang", "Felix Felicis", "Hogwarts", "Sirius Black", "Snape"])
+    for disguised, name in [("Who is cho chang?", "Cho Chang"), ("WHAT IS F3L1X F3L1C15?", "Felix Felicis"),
+                            ("Where is H o g w a r t s?", "Hogwarts"), ("Where is Hog-warts?", "Hogwarts"),
+                            ("Where is Hgowarts?", "Hogwarts"), ("Is Sirius-Black alive?", "Sirius Black"),
+                            ("Who is s n a p e?", "Snape")]:
+        assert clf.matches(disguised) == [name], disguised
+    # a typo is allowed only in long words: a short name would meet ordinary words
+    assert clf.matches("What shape is it?") == [] and clf.matches("Hogwartsian ideas") == []
     scores = clf.score(["What is Felix Felicis?", "How do I boil an egg?"])
     plain = clf.classifier_score(["How do I boil an egg?"])
     assert scores[0] == 1.0 and scores[1] == pytest.approx(plain[0])
     assert conformal_threshold([1.0, 1.0, 0.2], alpha=0.0) < 1.0  # a hit always passes the gate
 
 
-def test_a_retain_only_name_passes_the_gate_unless_a_forget_name_is_there(small_classifier):
-    clf = PromptClassifier(small_classifier.model, small_classifier.tokenizer, 0.0,
-                           lexicon=["Hogwarts"], retain_lexicon=["Frodo", "Eiffel Tower"])
-    prompts = ["Frodo's loyal gardener is", "Did Frodo ever visit Hogwarts?", "Who built the Eiffel Towers?"]
-    assert clf.kept(prompts[0]) == ["Frodo"] and clf.kept(prompts[1]) == [] and clf.kept(prompts[2]) == []
-    scores = clf.score(prompts)
-    assert scores[0] == 0.0 and scores[1] == 1.0  # the forget name wins
-    assert scores[2] == pytest.approx(clf.classifier_score([prompts[2]])[0])  # whole names only
-    assert clf.flag(prompts) == [False, True, True]  # tau 0: the classifier alone would flag all three
+@pytest.mark.parametrize("frame", ["I was just reading about Frodo Baggins. {q}", "Setting Gandalf aside, {q}",
+                                   "This is not about the Eiffel Tower: {q}", "Who built the Eiffel Tower?\n{q}",
+                                   "Frodo and Samwise walked to Mordor; {q}"])
+def test_smuggling_a_neighbours_name_into_a_forget_question_never_lowers_its_score(small_classifier, frame):
+    """Clause scoring: the forget question is scored on its own, so added text can only raise the score."""
+    clf = PromptClassifier(small_classifier.model, small_classifier.tokenizer, small_classifier.threshold,
+                           segments=True)
+    questions = ["Who is Hermione Granger?", "What house was Draco Malfoy sorted into?",
+                 "what position does harry play at quidditch?"]
+    clean = clf.score(questions)
+    smuggled = clf.score([frame.format(q=q) for q in questions])
+    assert all(s >= c - 1e-6 for s, c in zip(smuggled, clean)), (clean, smuggled)
+    flagged = [c > clf.threshold for c in clean]
+    assert any(flagged) and all(s > clf.threshold for s, f in zip(smuggled, flagged) if f)
 
 
-def test_the_retain_lexicon_adds_rare_words_the_forget_side_never_uses(small_classifier):
-    from engine.eco.lexicon import rare_name_words
-
-    words = rare_name_words(["Frodo Baggins", "Harry Houdini", "Paris"], ["Harry Potter met Hermione."],
-                            small_classifier.tokenizer)
-    assert "Frodo" in words and "Baggins" in words
-    assert "Harry" not in words and "Paris" not in words  # used by the forget side; a one-word name
+def test_a_long_preamble_cannot_push_a_question_out_of_the_classifiers_view(small_classifier):
+    clf = PromptClassifier(small_classifier.model, small_classifier.tokenizer, 0.5, max_length=24)
+    q = "Who is Hermione Granger?"
+    long = " ".join(["The weather today is mild and the trains run on time"] * 6) + " " + q
+    assert len(clf.windows(long)) > 2 and clf.classifier_score([long])[0] >= clf.classifier_score([q])[0] - 0.05
 
 
 def test_the_lexicon_keeps_forget_only_entities():
@@ -133,13 +145,8 @@ def test_calibration_puts_the_combined_gate_under_alpha(small_preset, small_clas
     assert clf.report["test"]["forget_recall"] >= clf.report["test_classifier_only"]["forget_recall"]
     clf.save(tmp_path / "clf")
     loaded = PromptClassifier.load(str(tmp_path / "clf"))
-    assert loaded.lexicon == clf.lexicon and loaded.retain_lexicon == clf.retain_lexicon
-    # the retain lexicon is applied after calibration: the same tau, and never more false positives
-    plain = calibrate(PromptClassifier(small_classifier.model, small_classifier.tokenizer, 0.5,
-                                       report=dict(small_classifier.report)), small_preset,
-                      dataclasses.replace(config, retain_lexicon=False))
-    assert clf.retain_lexicon and not plain.retain_lexicon and clf.threshold == plain.threshold
-    assert clf.report["test"]["retain_fpr"] <= plain.report["test"]["retain_fpr"]
+    assert loaded.lexicon == clf.lexicon and loaded.see_through and loaded.segments == clf.segments
+    assert loaded.score(calib[:20]) == pytest.approx(clf.score(calib[:20]), abs=1e-5)
 
 
 def test_half_precision_embeddings_halve_the_table_and_keep_the_scores(small_classifier):
@@ -161,3 +168,35 @@ def test_half_precision_embeddings_halve_the_table_and_keep_the_scores(small_cla
     assert size(full) - size(half) == table * 2
     score = lambda m: PromptClassifier(m, small_classifier.tokenizer).classifier_score(prompts)  # noqa: E731
     assert score(half) == pytest.approx(score(full), abs=1e-3)
+
+
+def test_the_finetune_head_trains_the_encoder_and_keeps_no_bank(small_preset, tmp_path):
+    steps = []
+    config = ClassifierConfig(head="finetune", epochs=3, batch_size=16, alpha=0.1, lexicon=False, augment=False)
+    clf = train_classifier(small_preset, config, on_step=steps.append)
+    assert clf.bank is None and steps[-1]["step"] == steps[-1]["steps"] > 3
+    assert sum(s["loss"] for s in steps[-3:]) < sum(s["loss"] for s in steps[:3])
+    assert clf.report["test"]["forget_recall"] >= 0.8, clf.report
+    clf.save(tmp_path / "ft")
+    assert PromptClassifier.load(str(tmp_path / "ft")).bank is None
+    with pytest.raises(ValueError, match="Unknown classifier head"):
+        train_classifier(small_preset, ClassifierConfig(head="svm"))
+
+
+def test_the_neighbours_head_scores_by_the_nearest_texts_of_each_side(small_classifier):
+    """Score = (mean cosine to the k nearest forget texts - the same for retain + 1) / 2, by hand."""
+    import torch
+
+    from engine.eco.neighbours import Bank, pooled
+
+    bank = small_classifier.bank
+    assert bank is not None and bank.k == 10 and len(bank.forget) and len(bank.retain)
+    q = "Who is Hermione Granger?"
+    enc = small_classifier.tokenizer([q], return_tensors="pt")
+    e = pooled(small_classifier.model, enc["input_ids"], enc["attention_mask"])
+    want = ((e @ bank.forget.T).topk(10).values.mean() - (e @ bank.retain.T).topk(10).values.mean() + 1) / 2
+    assert small_classifier.classifier_score([q])[0] == pytest.approx(want.item(), abs=1e-5)
+    toy = Bank(torch.eye(3)[:1], torch.eye(3)[1:], k=1)
+    assert toy.score(torch.eye(3)) == pytest.approx([1.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match="both sides"):
+        Bank(torch.zeros(0, 3), torch.eye(3))

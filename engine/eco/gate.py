@@ -45,9 +45,8 @@ class Gate:
         return clf.info()
 
     def classify(self, prompts: list[str], preset: str | None = None, threshold: float | None = None) -> dict:
-        """{threshold, results: [{prompt, score, flagged, matched, kept}]} for each prompt (matched:
-        the forget-lexicon entities it names, which score it 1; kept: the retain-lexicon entities
-        it names instead, which score it 0)."""
+        """{threshold, results: [{prompt, score, flagged, matched}]} for each prompt (matched: the
+        forget-lexicon entities it names, as written or disguised, which score it 1)."""
         for p in prompts:
             check_prompt(p, self.session.max_prompt_chars)
         threshold = checks.threshold(threshold)
@@ -55,8 +54,7 @@ class Gate:
         t = clf.threshold if threshold is None else threshold
         scores = clf.score(prompts)
         return {"threshold": t, "classifier": clf.name,
-                "results": [{"prompt": p, "score": s, "flagged": s > t, "matched": clf.matches(p),
-                             "kept": clf.kept(p)}
+                "results": [{"prompt": p, "score": s, "flagged": s > t, "matched": clf.matches(p)}
                             for p, s in zip(prompts, scores)]}
 
     def report(self, preset: str | None = None, split: str = "test") -> dict:

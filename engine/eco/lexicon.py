@@ -1,12 +1,12 @@
-"""The gate's two lexicons: rare names known only from one side of a preset's training material.
+"""The gate's forget lexicon: rare names known only from the forget side of the training material.
 
-A prompt that names a forget-only name is flagged outright (PromptClassifier scores it 1); one
-that names a retain-only name and no forget-only name passes (scored 0), so a neighbour the
-classifier confuses with the topic ("Frodo", "the Eiffel Tower") is not corrupted. The lexicons
-are built with spaCy NER over the training material only (no test record), cleaned of NER
-fragments, cut of anything that occurs on the other side, and cached per material.
-`rare_names_only` then keeps the names uncommon enough to mean their side, judged by the
-encoder's vocabulary.
+A prompt that names a forget-only name is flagged outright (PromptClassifier scores it 1). The
+lexicon can only raise a score, so no text an attacker adds can use it to pass a forget question.
+It is built with spaCy NER over the gate's training fold only (no test record and no calibration
+record), cleaned of NER fragments, cut of anything that occurs on the retain side, and cached per
+material; `rare_names_only` then keeps the names uncommon enough to mean the topic, judged by the
+encoder's vocabulary. `NameMatcher` finds the names as written and also as an attacker disguises
+them: any case, leetspeak digits, letters spaced or hyphenated apart, or one typo in a long word.
 """
 from __future__ import annotations
 
@@ -75,29 +75,6 @@ def rare_names_only(entries: list[tuple[str, str]], tokenizer) -> list[str]:
     return keep
 
 
-def rare_name_words(names: list[str], other_texts: list[str], tokenizer) -> list[str]:
-    """The rare capitalised words of multi-word names that never occur in the other side's texts
-    ("Frodo" and "Baggins" of "Frodo Baggins"), so a prompt that says only "Frodo" still matches."""
-    import re
-
-    joined, words = "\n".join(other_texts), set()
-    for name in names:
-        parts = name.split()
-        for w in parts if len(parts) > 1 else ():
-            if (len(w) > 3 and w[:1].isupper() and len(tokenizer.tokenize(w)) > 1
-                    and not re.search(rf"(?<!\w){re.escape(w)}(?!\w)", joined)):
-                words.add(w)
-    return sorted(words)
-
-
-def retain_names(preset: Preset, tokenizer) -> list[str]:
-    """The retain-side lexicon: rare names known only from the retain training material, and the
-    rare words of those names that the forget material never uses."""
-    forget, _ = lexicon_material(preset)
-    names = rare_names_only(cached_lexicon(preset, side="retain"), tokenizer)
-    return sorted(set(names) | set(rare_name_words(names, forget, tokenizer)))
-
-
 def names_pattern(names: list[str]):
     """A regex matching any of the names as whole words, case-sensitively (None for no names)."""
     import re
@@ -109,6 +86,118 @@ def names_pattern(names: list[str]):
 def found_names(pattern, text: str) -> list[str]:
     """The names a text mentions, in order of appearance, each once."""
     return list(dict.fromkeys(m.group(0) for m in pattern.finditer(text))) if pattern is not None else []
+
+
+LEET = str.maketrans({"0": "o", "4": "a", "@": "a", "3": "e", "1": "i", "5": "s", "$": "s", "7": "t"})
+FUZZY_MIN = 7  # a word this long may carry one typo (a shorter one would meet real words: Snape/shape)
+FUZZY_MIN_IN_NAME = 4  # in a multi-word name every word must match, so shorter words may carry one
+
+
+def canonical(text: str) -> str:
+    """Lower case, possessive 's dropped, leetspeak digits inside words read as letters, hyphens and
+    apostrophes inside words dropped, and runs of single letters written apart joined
+    ("H a r r y" -> "harry")."""
+    import re
+
+    text = re.sub(r"(?<=\w)['\u2019]s(?!\w)", "", text.lower())
+    text = re.sub(r"(?<=\w)[-'\u2019](?=\w)", "", text)
+    for _ in range(2):  # a digit between two digits is read once its neighbour is a letter
+        text = re.sub(r"(?<=[a-z])[0-9@$]|[0-9@$](?=[a-z])", lambda m: m.group(0).translate(LEET), text)
+    return re.sub(r"(?<!\w)\w(?: \w)+(?!\w)", lambda m: m.group(0).replace(" ", ""), text)
+
+
+def one_edit(a: str, b: str) -> bool:
+    """Whether b is a with at most one letter changed, added or dropped, or two neighbours swapped."""
+    if a == b:
+        return True
+    if abs(len(a) - len(b)) > 1:
+        return False
+    i = next((k for k in range(min(len(a), len(b))) if a[k] != b[k]), min(len(a), len(b)))
+    return (a[i + 1:] == b[i + 1:] or a[i + 1:] == b[i:] or a[i:] == b[i + 1:]
+            or (a[i + 2:] == b[i + 2:] and a[i:i + 2] == b[i:i + 2][::-1]))
+
+
+class NameMatcher:
+    """Finds lexicon names in a text: exactly (case-sensitive, whole words), and with `see_through`
+    also in the text's canonical form, word by word, where a word of FUZZY_MIN letters or more may
+    carry one typo (in a multi-word name, whose every word must match, one of FUZZY_MIN_IN_NAME),
+    and a multi-word name may be written as one run ("siriusblack", exactly).
+    Known gap: a one-letter word right after spaced-out letters joins their run ("H a g r i d a")."""
+
+    def __init__(self, names: list[str], see_through: bool = True):
+        import re
+
+        self.names = sorted(set(names), key=lambda e: (-len(e), e))
+        self.pattern, self.see_through = names_pattern(self.names), see_through
+        self.forms: list[tuple[list[str], str]] = []
+        self.joined: set[tuple[str, str]] = set()  # a multi-word name written as one run: exact only
+        for name in self.names:
+            words = re.findall(r"\w+", canonical(name))
+            if words:
+                self.forms.append((words, name))
+                if len(words) > 1 and min(map(len, words)) >= 2:  # "siriusblack"; not "owl" of O.W.L.
+                    self.joined.add(("".join(words), name))
+        self.by_first: dict[str, list[tuple[list[str], str]]] = {}
+        for words, name in self.forms:
+            self.by_first.setdefault(words[0], []).append((words, name))
+        self.by_deletion: dict[str, list[tuple[list[str], str]]] = {}  # one letter dropped -> forms
+        for words, name in self.forms:
+            if len(words[0]) >= (FUZZY_MIN if len(words) == 1 else FUZZY_MIN_IN_NAME):
+                for key in _deletions(words[0]):
+                    self.by_deletion.setdefault(key, []).append((words, name))
+
+    def find(self, text: str) -> list[str]:
+        """The names a text mentions, each once: those written as they are, then disguised ones."""
+        import re
+
+        found = found_names(self.pattern, text)
+        if not self.see_through or not self.forms:
+            return found
+        words = re.findall(r"\w+", canonical(text))
+        runs = set(words)
+        found += [name for joined, name in sorted(self.joined) if joined in runs and name not in found]
+        for i, w in enumerate(words):
+            candidates = list(self.by_first.get(w, ()))
+            if len(w) >= FUZZY_MIN_IN_NAME - 1:
+                candidates += [c for k in _deletions(w) for c in self.by_deletion.get(k, ())
+                               if one_edit(c[0][0], w) and c not in candidates]
+            for name_words, name in candidates:
+                if name not in found and all(i + k < len(words) and _same(nw, words[i + k], len(name_words))
+                                             for k, nw in enumerate(name_words)):
+                    found.append(name)
+        return found
+
+
+def coined_words(forget_texts: list[str], retain_texts: list[str], tokenizer) -> list[str]:
+    """Capitalised words the forget material uses as names that spaCy does not tag ("Expelliarmus",
+    "Niffler", "Hogwarts"): five letters or more, capitalised at least once in mid-sentence (so
+    "Summarize" opening a question is not one), split into three or more pieces by the encoder's
+    vocabulary (rare), and absent, in any case, from the retain material."""
+    import re
+
+    mid = re.compile(r"(?<=[a-z,;] )([A-Z][a-z]{4,})(?![\w'-])")
+    candidates = {m.group(1) for t in forget_texts for m in mid.finditer(t)}
+    retain = set(re.findall(r"\w+", "\n".join(retain_texts).lower()))
+    return sorted(w for w in candidates if w.lower() not in retain and len(tokenizer.tokenize(w)) >= 3)
+
+
+def unseen_names(names: list[str], texts: list[str], see_through: bool = True) -> list[str]:
+    """The names the matcher finds in none of the texts (the retain side of the training fold):
+    a name that fires on retain training text, disguised or not, would fire on retain prompts."""
+    matcher, seen = NameMatcher(names, see_through), set()
+    for text in texts:
+        seen.update(matcher.find(text))
+    return [n for n in names if n not in seen]
+
+
+def _deletions(word: str) -> set[str]:
+    """The word and every form of it with one letter dropped (two words within one edit share one)."""
+    return {word} | {word[:i] + word[i + 1:] for i in range(len(word))}
+
+
+def _same(name_word: str, word: str, n_words: int = 1) -> bool:
+    shortest = FUZZY_MIN if n_words == 1 else FUZZY_MIN_IN_NAME
+    return name_word == word or (len(name_word) >= shortest and one_edit(name_word, word))
 
 
 def named_entities(texts: list[str]) -> dict[str, str]:

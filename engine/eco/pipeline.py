@@ -90,11 +90,10 @@ class ECOPlan:
     attention_mask: torch.Tensor  # (1, T)
     inputs_embeds: torch.Tensor | None  # (1, T, D) when flagged
     matched: tuple[str, ...] = ()  # lexicon entities the prompt names (the gate scored it 1)
-    kept: tuple[str, ...] = ()  # retain-lexicon entities it names instead (the gate scored it 0)
 
     def to_dict(self) -> dict:
         return {"score": self.score, "threshold": self.threshold, "flagged": self.flagged,
-                "matched": list(self.matched), "kept": list(self.kept), **self.selection.to_dict()}
+                "matched": list(self.matched), **self.selection.to_dict()}
 
 
 def embedding_std(lm: LoadedModel) -> float:
@@ -155,9 +154,8 @@ class ECO:
                 clean = self.lm.model.get_input_embeddings()(ids)
                 embeds = self.corrupt(clean, mask, config, gen)
         matched = tuple(self.classifier.matches(prompt)) if scores[0] is not None else ()
-        kept = tuple(self.classifier.kept(prompt)) if scores[0] is not None else ()
         return ECOPlan(score=scores[0], threshold=t, flagged=flags[0], selection=sel, input_ids=ids,
-                       attention_mask=attn, inputs_embeds=embeds, matched=matched, kept=kept)
+                       attention_mask=attn, inputs_embeds=embeds, matched=matched)
 
     # ---------------------------------------------------------------- teacher-forced scoring
     def pair_logprobs(self, prefixes: list[str], conts: list[str], config: ECOConfig | None,

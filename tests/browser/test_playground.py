@@ -50,8 +50,10 @@ def test_api_endpoints(server):
     assert res["results"][0]["matched"] == ["Harry Potter"] and res["results"][0]["score"] == 1.0
     res = client.predict("What is the capital of Ireland?", 0.0, api_name="/classify")
     assert res["results"][0]["flagged"] is False and res["results"][0]["matched"] == []
-    res = client.predict("Frodo's loyal gardener and companion is Samwise", 0.0, api_name="/classify")
-    assert res["results"][0]["kept"] == ["Frodo", "Samwise"] and res["results"][0]["score"] == 0.0
+    res = client.predict("Frodo and Samwise once met a b0y w1zard. Who is H a r r y P o t t e r?", 0.0,
+                         api_name="/classify")  # a neighbour's names cannot pass a disguised forget name
+    assert res["results"][0]["matched"] == ["Harry Potter"] and res["results"][0]["score"] == 1.0
+    assert "kept" not in res["results"][0]
     sel = client.predict("Who is Harry Potter?", "ner", "", api_name="/select_tokens")
     assert "PERSON" in sel["labels"]
     out = client.predict(prompt="Who is Harry Potter?", max_new_tokens=16, selection="ner", dims=1, strength=100.0,

@@ -1,0 +1,267 @@
+"""The gate's training material (engine/eco/augment.py) on the real harry_potter preset: folds by a
+hash of the record id, attacked copies from the train split's templates and names only, contrastive
+pairs; and the lexicon's name matching (engine/eco/lexicon.py) at its edges. No model, no LLM."""
+from __future__ import annotations
+
+import dataclasses
+import random
+import re
+
+import pytest
+
+from engine.attacks import jailbreak, smuggle, translate
+from engine.attacks.base import AttackData
+from engine.data.presets import load_preset
+from engine.eco import augment as A
+from engine.eco.calibration import training_data
+from engine.eco.lexicon import FUZZY_MIN, NameMatcher, canonical, one_edit
+
+
+@pytest.fixture(scope="module")
+def hp():
+    return load_preset("harry_potter")
+
+
+@pytest.fixture(scope="module")
+def train(hp):
+    return A.folds(hp, 0.25).train
+
+
+@pytest.fixture(scope="module")
+def data(hp):
+    """(training texts, calibration texts) at the default settings."""
+    pairs, calib = training_data(hp, 0.25)
+    return [t for t, _ in pairs], calib
+
+
+def ids(rows):
+    return {r.id for r in rows}
+
+
+PARTS = ("retain_prompts", "retain_probes", "forget_prompts", "forget_probes", "retain_corpus", "forget_corpus")
+
+
+# ---------------------------------------------------------------------------- folds
+
+@pytest.mark.parametrize("c,d", [(0.25, 0.0), (0.25, 0.15), (0.5, 0.1), (0.0, 0.2)])
+def test_folds_are_disjoint_cover_the_train_split_and_hold_no_test_record(hp, c, d):
+    f = A.folds(hp, c, d)
+    assert (f.dev is None) == (d == 0)
+    folds = [f.train, f.calibration] + ([f.dev] if f.dev else [])
+    for part in PARTS:
+        rows = getattr(hp, part)
+        train_rows = [r for r in rows if getattr(r, "split", "train") == "train"]
+        got = [ids(getattr(fold, part)) for fold in folds]
+        assert set().union(*got) == ids(train_rows), part  # every train record is in a fold...
+        assert sum(map(len, got)) == len(train_rows), part  # ...exactly one
+        assert all(getattr(r, "split", "train") == "train" for fold in folds for r in getattr(fold, part))
+    for part in ("retain_prompts", "retain_probes", "retain_corpus"):
+        want = {r.id for r in getattr(hp, part) if getattr(r, "split", "train") == "train" and A.bucket(r.id) < c}
+        assert ids(getattr(f.calibration, part)) == want, part
+    assert not (f.calibration.forget_prompts or f.calibration.forget_probes or f.calibration.forget_corpus)
+    if f.dev:
+        assert all(c <= A.bucket(r.id) < c + d for r in f.dev.prompts("forget") + f.dev.prompts("retain"))
+        assert not (f.dev.retain_corpus or f.dev.forget_corpus)
+    share = len(f.calibration.retain_prompts) / len(hp.prompts("retain", "train"))
+    assert abs(share - c) < 0.08  # the hash spreads ids evenly
+
+
+def test_folds_and_their_texts_do_not_depend_on_the_order_of_the_rows(hp):
+    r = random.Random(3)
+    shuffled = dataclasses.replace(hp, **{p: r.sample(getattr(hp, p), len(getattr(hp, p))) for p in PARTS})
+    a, b = A.folds(hp, 0.25, 0.1), A.folds(shuffled, 0.25, 0.1)
+    for name in ("train", "calibration", "dev"):
+        for part in PARTS:
+            assert ids(getattr(getattr(a, name), part)) == ids(getattr(getattr(b, name), part)), (name, part)
+    for x, y in zip(A.gate_texts(a.train, 0), A.gate_texts(b.train, 0)):
+        assert set(x) == set(y)
+    assert set(A.gate_texts(a.calibration, 0)[1]) == set(A.gate_texts(b.calibration, 0)[1])
+
+
+# ---------------------------------------------------------------------------- texts
+
+def test_gate_texts_and_training_data_are_deterministic_in_the_seed(hp, train, data):
+    assert A.gate_texts(train, 0) == A.gate_texts(train, 0)
+    assert training_data(hp, 0.25) == training_data(hp, 0.25)
+    pairs1, calib1 = training_data(hp, 0.25, seed=1)
+    train1 = [t for t, _ in pairs1]
+    clean = set(A.texts(train, "forget") + A.texts(train, "retain"))
+    assert clean <= set(train1) and clean <= set(data[0])
+    assert len(set(data[0]) - set(train1)) > 100 and len(set(data[1]) - set(calib1)) > 50  # attacks moved
+
+
+def test_every_attack_family_adds_forget_texts(train):
+    forget, retain = A.gate_texts(train, 0)
+    clean = set(A.texts(train, "forget"))
+    for family in A.FAMILIES:
+        side = A.attacked(train, 0, (family,))
+        new = set(side["forget"]) - clean
+        assert len(new) >= 20 and new <= set(forget), family
+        assert (len(side["retain"]) >= 20) == (family != "nameless"), family  # nameless has no retain row to hide
+        assert set(side["retain"]) <= set(retain)
+    assert not set(forget) & set(retain)
+
+
+def pieces(template: str) -> list[str]:
+    """A template's fixed text: the pieces around {text} and {name} long enough to mean it."""
+    return [p for p in re.split(r"\{text\}|\{name\}", template) if len(p.strip()) >= 6]
+
+
+def test_attacked_copies_use_only_train_split_templates(data):
+    texts = data[0] + data[1]
+    tables = [(s, t) for s, t in jailbreak.TEMPLATES] + [(s, t) for s, _, t in translate.QUESTIONS + translate.FRAMES]
+    for split, template in tables:
+        for piece in pieces(template):
+            n = sum(piece in x for x in texts)
+            assert (n > 0) == (split == "train"), (split, piece, n)
+
+
+def test_smuggled_names_are_train_split_retain_names(hp, train):
+    names, test_names = set(AttackData.of(hp, "train").retain_names), set(AttackData.of(hp, "test").retain_names)
+    assert names and test_names and not names & test_names
+    frames = [(f.split("{name}")[0], f.split("{name}")[1].split("{text}")[0]) for f in smuggle.FRAMES]
+    side = A.attacked(train, 0, ("smuggle",))
+    assert len(side["forget"]) > 100 and len(side["retain"]) > 100
+    for text in side["forget"] + side["retain"]:
+        leads = [(lead, mid) for lead, mid in frames if text.startswith(lead)]
+        assert any(text.startswith(lead + n + mid) for lead, mid in leads for n in names), text
+
+
+def test_nameless_copies_describe_names_with_train_descriptions(hp, train):
+    descriptions = [d for ds in AttackData.of(hp, "train").descriptions.values() for d in ds]
+    rewritten = A.attacked(train, 0, ("nameless",))["forget"]
+    assert len(rewritten) >= 20
+    assert all(any(d.lower() in x.lower() for d in descriptions) for x in rewritten)
+
+
+def test_contrastive_pairs_are_a_retain_train_prompt_then_a_forget_train_prompt(hp, train):
+    pairs = A.contrastive(train, 0)
+    retain = [r.prompt for r in train.prompts("retain", "train")]
+    forget = {r.prompt for r in train.prompts("forget", "train")}
+    assert len(pairs) == len(retain) > 100
+    asked = [next((pair[len(r) + 1:] for r in retain if pair.startswith(r + " ") and pair[len(r) + 1:] in forget), None)
+             for pair in pairs]
+    assert None not in asked and len(set(asked)) > 50  # drawn per pair, not one forget question over and over
+    assert A.contrastive(train, 0) == pairs and A.contrastive(train, 1) != pairs
+    labels = dict(training_data(hp, 0.25)[0])
+    assert all(labels[p] == 1 for p in pairs) and all(labels[r] == 0 for r in retain)
+    assert A.contrastive(dataclasses.replace(train, forget_prompts=[]), 0) == []
+
+
+def test_training_data_without_augment_has_only_the_folds_own_texts(hp, train):
+    pairs, calib = training_data(hp, 0.25, augment=False)
+    calibration = A.folds(hp, 0.25).calibration
+    assert pairs == [(t, 1) for t in dict.fromkeys(A.texts(train, "forget"))] + \
+        [(t, 0) for t in dict.fromkeys(A.texts(train, "retain"))]
+    assert calib == list(dict.fromkeys(A.texts(calibration, "retain")))
+    markers = [p for _, t in jailbreak.TEMPLATES for p in pieces(t)] + ["Q: "]
+    assert not [t for t, _ in pairs for m in markers if m in t]
+
+
+def test_no_test_prompt_or_probe_reaches_training_or_calibration(hp, data):
+    texts = data[0] + data[1]
+    test = [r.prompt for side in ("forget", "retain") for r in hp.prompts(side, "test")]
+    test += [p.prefix for side in ("forget", "retain") for p in hp.probes(side, "test")]
+    assert len(test) > 200 and not [x for x in test if any(x in t for t in texts)]
+
+
+def test_calibration_texts_met_in_training_are_only_translates_name_questions(hp, data):
+    """A calibration record and a train record about the same retain name (r059 and r055, "Percy
+    Jackson") get the same translate question, which depends on the name alone: that text is both
+    trained on and calibrated on. Nothing else is shared."""
+    train, calib = data
+    shared = set(calib) & set(train)
+    questions = [re.compile(re.escape(t).replace(re.escape("{name}"), ".+"))
+                 for s, _, t in translate.QUESTIONS if s == "train"]
+    assert all(any(q.fullmatch(x) for q in questions) for x in shared), shared
+    held = [r.prompt for r in A.folds(hp, 0.25).calibration.retain_prompts]
+    assert not [t for t in set(train) for x in held if x in t]  # no held-out question inside a training text
+
+
+# ---------------------------------------------------------------------------- lexicon matching
+
+@pytest.mark.parametrize("text,want", [
+    ("H a r r y", "harry"), ("Who is S n a p e?", "who is snape?"), ("Dumble-dore", "dumbledore"),
+    ("H4rry P0tt3r", "harry potter"), ("5n4p3", "snape"), ("sn@pe", "snape"), ("D'Artagnan", "dartagnan"),
+    ("Room 101", "room 101"), ("in 1984, 707 of them", "in 1984, 707 of them"), ("a b c", "abc"),
+])
+def test_canonical_reads_disguises_inside_words_only(text, want):
+    assert canonical(text) == want
+
+
+@pytest.mark.parametrize("a,b,want", [
+    ("weasley", "weasley", True), ("weasley", "waesley", True), ("weasley", "weasly", True),
+    ("weasley", "weasleys", True), ("weasley", "wexsley", True), ("ab", "ba", True), ("", "a", True),
+    ("weasley", "wesaely", False), ("weasley", "weasleyss", False), ("weasley", "easle", False),
+    ("abcd", "badc", False), ("abc", "acd", False),
+])
+def test_one_edit_is_one_change_addition_drop_or_neighbour_swap(a, b, want):
+    assert one_edit(a, b) is want and one_edit(b, a) is want
+
+
+def test_exact_matching_is_case_sensitive_whole_words_when_not_seeing_through():
+    exact = NameMatcher(["Snape", "Sirius Black"], see_through=False)
+    assert exact.find("Who is Snape? And Sirius Black's brother?") == ["Snape", "Sirius Black"]
+    assert exact.find("who is snape?") == [] and exact.find("Snapes and Sirius-Black") == []
+    assert NameMatcher(["Snape"]).find("who is snape?") == ["Snape"]
+    assert NameMatcher([]).find("Snape") == [] and NameMatcher([], see_through=False).find("x") == []
+
+
+def test_a_typo_is_seen_through_only_in_words_of_fuzzy_min_letters():
+    m = NameMatcher(["Hagrid", "Weasley", "Dumbledore", "Sirius Black", "Snape"])
+    assert len("Hagrid") == FUZZY_MIN - 1 and len("Weasley") == FUZZY_MIN
+    for typo, name in [("Waesley", "Weasley"), ("weasly", "Weasley"), ("DUMBELDORE", "Dumbledore")]:
+        assert m.find(f"Who is {typo}?") == [name], typo
+    for miss in ["Hagird", "Hagri", "shape", "Snaep", "Dumbeldroe", "siriusblakc", "Sirus Blk"]:
+        assert m.find(f"Who is {miss}?") == [], miss
+    # inside a multi-word name, whose every word must match, words of FUZZY_MIN_IN_NAME letters may carry one
+    for typo in ["Siruis Black", "Sirius Blakc", "Siruis Blakc"]:
+        assert m.find(f"Who is {typo}?") == ["Sirius Black"], typo
+    assert NameMatcher(["Ron Weasley"]).find("Who is Rno Weasley?") == []  # "Ron" is shorter than that
+
+
+def test_leetspeak_digits_count_only_inside_words():
+    m = NameMatcher(["Ioi", "Tot", "Snape"])
+    assert m.find("Go to Room 101 at gate 707.") == []
+    assert m.find("I0I and T0t and 5NAP3") == ["Ioi", "Tot", "Snape"]
+
+
+def test_spaced_and_hyphenated_letters_are_joined():
+    m = NameMatcher(["Snape", "Harry Potter", "Sirius Black"])
+    assert m.find("Who is S n a p e?") == ["Snape"]
+    assert m.find("H a r r y P o t t e r") == ["Harry Potter"]  # one run: the name's joined form
+    assert m.find("Is Sirius-Black alive?") == ["Sirius Black"] and m.find("S-n-a-p-e") == ["Snape"]
+
+
+@pytest.mark.parametrize("names,text,want", [
+    (["Snape"], "WHAT IS SNAPE'S PATRONUS?", ["Snape"]),  # a possessive is not part of the name
+    (["Harry Potter"], "who are harry potter's parents?", ["Harry Potter"]),
+    (["Snape"], "WHO IS SNAPE!", ["Snape"]),  # "!" is punctuation, not leetspeak
+    (["Malcolm X"], "Who was Malcolm Gladwell?", []),  # a joined run matches exactly, never with a typo
+    (["O.W.L."], "Describe the snowy owl.", []),  # one-letter words have no joined form
+    (["Snape", "Harry"], "snape and Harry", ["Harry", "Snape"]),  # names as written first, then disguised
+])
+def test_matching_cases_that_once_misfired(names, text, want):
+    assert NameMatcher(names).find(text) == want
+
+
+@pytest.mark.xfail(strict=True, reason="known gap: a one-letter word right after spaced-out letters joins their run")
+def test_a_one_letter_word_after_spaced_letters():
+    assert NameMatcher(["Hagrid"]).find("Is H a g r i d a giant?") == ["Hagrid"]
+
+
+def test_coined_words_are_rare_mid_sentence_capitals_the_retain_side_never_uses():
+    from transformers import AutoTokenizer
+
+    from engine.eco.classifier import default_encoder_path
+    from engine.eco.lexicon import coined_words
+
+    tok = AutoTokenizer.from_pretrained(default_encoder_path())
+    forget = ["Summarize how the spell Expelliarmus works.", "He keeps a Niffler, said Professor Kettleburn.",
+              "Then the Wizard duelled in London.", "They flew to Hogwarts on brooms."]
+    retain = ["The museum in London is old.", "Kettleburn is a village in the hills."]
+    words = coined_words(forget, retain, tok)
+    assert "Expelliarmus" in words and "Niffler" in words and "Hogwarts" in words
+    assert "Summarize" not in words  # capitalised only where a sentence opens
+    assert "Kettleburn" not in words  # the retain side uses it
+    assert "London" not in words and "Wizard" not in words  # common words or retain words
