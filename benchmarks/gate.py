@@ -16,22 +16,13 @@ on the attacked near-boundary ones; and the gate's cost per prompt. Writes resul
 """
 from __future__ import annotations
 
-import dataclasses
-import statistics
 import sys
-import time
+import tempfile
 
 from common import write
 
-from engine.attacks import PROMPT_ATTACKS
-from engine.attacks.base import AttackConfig
-from engine.data.presets import load_preset
-from engine.eco.augment import FAMILIES, folds
-from engine.eco.calibration import calibrate, conformal_threshold, training_data
-from engine.eco.classifier import ClassifierConfig, PromptClassifier, preset_classifier, train_classifier
-from engine.lm.models import cache_dir
+from engine import ClassifierConfig, assess_gate, compare_gate_designs, load_preset
 
-DEV_FRACTION, CALIBRATION = 0.2, 0.25
 FT = dict(head="finetune")
 DESIGNS = {  # fine-tuned designs sharing training settings share one trained classifier, calibrated per design
     "finetune": ClassifierConfig(**FT, augment=False, see_through=False, segments=False),
@@ -48,167 +39,19 @@ DESIGNS = {  # fine-tuned designs sharing training settings share one trained cl
 }
 
 
-def attacked_sets(preset, split: str, seed: int) -> dict[str, dict[str, list]]:
-    """{family: {forget: [prompt], retain: [prompt], boundary: [prompt]}}, "clean" first."""
-    out = {"clean": {"forget": [r.prompt for r in preset.prompts("forget", split)],
-                     "retain": [r.prompt for r in preset.prompts("retain", split)],
-                     "boundary": [r.prompt for r in preset.prompts("retain", split) if r.boundary]}}
-    for name in FAMILIES:
-        try:
-            a = PROMPT_ATTACKS[name].attack_preset(preset, split, AttackConfig(seed=seed))
-        except ValueError:
-            continue
-        out[name] = {"forget": [r.prompt for r in a.prompts("forget", split)],
-                     "retain": [r.prompt for r in a.prompts("retain", split)],
-                     "boundary": [r.prompt for r in a.prompts("retain", split) if r.boundary]}
-    return out
-
-
-def measure(score, threshold: float, sets: dict) -> dict:
-    """Recall / FPR per family and pooled over the attacks (clean apart)."""
-    rows, pooled = {}, {"forget": [], "retain": [], "boundary": []}
-    for fam, s in sets.items():
-        flags = {k: [x > threshold for x in score(v)] if v else [] for k, v in s.items()}
-        rows[fam] = {"recall": _rate(flags["forget"]), "n_forget": len(flags["forget"]),
-                     "fpr": _rate(flags["retain"]), "n_retain": len(flags["retain"]),
-                     "boundary_fpr": _rate(flags["boundary"]), "n_boundary": len(flags["boundary"])}
-        if fam != "clean":
-            for k in pooled:
-                pooled[k] += flags[k]
-    rows["attacks_pooled"] = {"recall": _rate(pooled["forget"]), "n_forget": len(pooled["forget"]),
-                              "fpr": _rate(pooled["retain"]), "n_retain": len(pooled["retain"]),
-                              "boundary_fpr": _rate(pooled["boundary"]), "n_boundary": len(pooled["boundary"])}
-    rows["worst_family_recall"] = min(r["recall"] for f, r in rows.items() if f not in ("clean", "attacks_pooled")
-                                      and r["n_forget"])
-    return rows
-
-
-def _rate(flags: list[bool]):
-    return round(sum(flags) / len(flags), 3) if flags else None
-
-
-def without_dev(preset):
-    """The preset with its dev fold and its test split removed (the dev experiment sees neither)."""
-    dev = folds(preset, CALIBRATION, DEV_FRACTION).dev
-    ids = {r.id for r in dev.prompts("forget") + dev.prompts("retain") + dev.probes("forget") + dev.probes("retain")}
-    keep = lambda rows: [r for r in rows if r.split == "train" and r.id not in ids]  # noqa: E731
-    return dataclasses.replace(preset, forget_prompts=keep(preset.forget_prompts),
-                               retain_prompts=keep(preset.retain_prompts), forget_probes=keep(preset.forget_probes),
-                               retain_probes=keep(preset.retain_probes)), dev
-
-
-class LLMStates:
-    """p(forget) from a logistic regression on the default LLM's middle-layer states (prompt mean)."""
-
-    def __init__(self, preset, config: ClassifierConfig, lexicon):
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
-        from engine.lm.models import load_model
-
-        self.lm = load_model()
-        t0 = time.perf_counter()
-        data, calib = training_data(preset, CALIBRATION, augment=config.augment, seed=config.seed)
-        X = self.features([t for t, _ in data])
-        self.model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000, class_weight="balanced"))
-        self.model.fit(X, [y for _, y in data])
-        self.train_seconds = time.perf_counter() - t0
-        from engine.eco.lexicon import NameMatcher
-
-        self.lexicon = NameMatcher(*lexicon)  # the MiniLM gate's lexicon as calibrated just before
-        self.threshold = conformal_threshold(self.score(calib), config.alpha)
-
-    def features(self, texts: list[str]):
-        import torch
-
-        from engine.attacks.probe import _captured, layer_of
-
-        tok, model = self.lm.tokenizer, self.lm.model
-        layer = layer_of(self.lm, -1)
-        out = []
-        with torch.inference_mode(), _captured(model, layer) as seen:
-            for i in range(0, len(texts), 32):
-                enc = tok(texts[i:i + 32], return_tensors="pt", padding=True, truncation=True, max_length=128)
-                seen.clear()
-                model(**enc)
-                h, m = seen[-1].float(), enc["attention_mask"].unsqueeze(-1).float()
-                out.append(((h * m).sum(1) / m.sum(1)).numpy())
-        import numpy as np
-
-        return np.concatenate(out)
-
-    def score(self, texts: list[str]) -> list[float]:
-        p = self.model.predict_proba(self.features(texts))[:, 1]
-        return [1.0 if self.lexicon.find(t) else float(x) for t, x in zip(texts, p)]
-
-
-def per_prompt_ms(score, prompts: list[str]) -> float:
-    times = []
-    for p in prompts[:30]:
-        t0 = time.perf_counter()
-        score([p])
-        times.append(time.perf_counter() - t0)
-    return round(1000 * statistics.median(times), 2)
-
-
-def dev(designs: list[str]) -> None:
-    preset = load_preset("harry_potter")
-    held, dev_fold = without_dev(preset)
-    sets = attacked_sets(dev_fold, "train", seed=1)
-    results, trained, lexicon = {}, {}, None
-    for name in designs:
-        config = DESIGNS[name]
-        t0 = time.perf_counter()
-        if name.startswith("llm_states"):
-            if lexicon is None:
-                raise SystemExit("llm_states reuses the lexicon of a MiniLM design: list one before it.")
-            gate = LLMStates(held, config, lexicon)
-            score, threshold = gate.score, gate.threshold
-        elif config.head == "neighbours":
-            clf = train_classifier(held, config)
-            seconds = time.perf_counter() - t0
-            score, threshold, lexicon = clf.score, clf.threshold, (clf.lexicon, clf.see_through)
-        else:
-            key = (config.augment, config.epochs, config.lr)
-            if key not in trained:
-                saved = cache_dir() / "classifiers" / ("gate-dev-%d" % config.augment if key[1:] == (4, 6e-5)
-                                                       else "gate-dev-%d-%d-%g" % key)
-                if (saved / "lethe_classifier.json").is_file():
-                    clf = PromptClassifier.load(str(saved))
-                    seconds = clf.report.get("train_seconds", 0.0)
-                else:
-                    clf = train_classifier(held, config)
-                    seconds = time.perf_counter() - t0
-                    clf.save(saved)
-                trained[key] = (clf, seconds)
-            clf, seconds = trained[key]
-            calibrate(clf, held, config)
-            score, threshold, lexicon = clf.score, clf.threshold, (clf.lexicon, clf.see_through)
-        seconds = seconds if not name.startswith("llm_states") else time.perf_counter() - t0
-        results[name] = {"train_seconds": round(seconds, 1), "threshold": round(threshold, 4),
-                         "ms_per_prompt": per_prompt_ms(score, sets["clean"]["forget"]),
-                         **measure(score, threshold, sets)}
-        print(name, results[name], flush=True)
-    write("gate_dev", {"preset": "harry_potter", "dev_fraction": DEV_FRACTION, "attack_seed": 1,
-                       "n_dev": {f: {k: len(v) for k, v in s.items()} for f, s in sets.items()},
-                       "designs": results})
+def dev(names: list[str]) -> None:
+    cache = tempfile.mkdtemp(prefix="lethe-gate-dev-")  # fine-tuned dev classifiers, shared by designs
+    out = compare_gate_designs(load_preset("harry_potter"), {n: DESIGNS[n] for n in names}, cache=cache,
+                               on_design=lambda name, r: print(name, r, flush=True))
+    write("gate_dev", out)
 
 
 def test(presets: list[str]) -> None:
     results = {}
     for name in presets:
-        preset = load_preset(name)
-        t0 = time.perf_counter()
-        clf = preset_classifier(preset)
-        sets = attacked_sets(preset, "test", seed=0)
-        results[name] = {"train_or_load_seconds": round(time.perf_counter() - t0, 1), "threshold": clf.threshold,
-                         "calibration_size": clf.report.get("calibration_size"),
-                         "calibration_fpr": clf.report.get("calibration_fpr"),
-                         "ms_per_prompt": per_prompt_ms(clf.score, sets["clean"]["forget"]),
-                         **measure(clf.score, clf.threshold, sets)}
+        results[name] = assess_gate(load_preset(name))
         print(name, results[name], flush=True)
-    write("gate_test", {"config": dataclasses.asdict(ClassifierConfig()), "attack_seed": 0, "presets": results})
+    write("gate_test", {"config": ClassifierConfig().__dict__, "attack_seed": 0, "presets": results})
 
 
 if __name__ == "__main__":

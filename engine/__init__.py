@@ -21,6 +21,7 @@ The engine never imports gradio.
 """
 from . import checks
 from .attacks import ATTACKS, AttackConfig, AttackResult, list_attacks
+from .eco.assess import assess_gate, compare_gate_designs
 from .eco.calibration import gate_report
 from .eco.classifier import ClassifierConfig
 from .eco.corruptions import list_corruptions
@@ -41,7 +42,8 @@ from .eco.zo import ZOConfig
 __all__ = [
     "ATTACKS", "AttackConfig", "AttackResult", "DEFAULT_METRICS", "GATES", "METHODS", "SELECTION_MODES", "UNITS", "VARIANTS", "ClassifierConfig",
     "ECOConfig", "EvalResult", "GenerationConfig", "GenerationStats", "LoadedModel", "ModelInfo",
-    "ModelLoadError", "Preset", "PresetError", "TrainingStopped", "Workbench", "ZOConfig", "cached_hub_models",
+    "ModelLoadError", "Preset", "PresetError", "TrainingStopped", "Workbench", "ZOConfig", "assess_gate",
+    "cached_hub_models", "compare_gate_designs",
     "checks", "embedding_std", "encode_prompt", "error_line", "evaluate", "format_chat", "gate_report",
     "generate", "get_method", "list_attacks", "list_corruptions", "list_metrics", "list_presets", "load_capsule", "load_model",
     "load_preset", "make_config", "rank_choices", "read_jsonl", "resolve_preset_dir", "save_capsule", "stream",

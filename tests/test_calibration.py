@@ -16,6 +16,7 @@ import torch
 
 from engine.data.presets import load_preset
 from engine.data.records import Passage, Probe, PromptRecord
+from engine.eco import augment as A
 from engine.eco import calibration as C
 from engine.eco.augment import bucket, folds, gate_texts
 from engine.eco.classifier import ClassifierConfig, PromptClassifier
@@ -58,8 +59,8 @@ TEST_TEXTS += ["A forget test probe", "A retain test probe"]
 
 def test_sentences_split_on_end_marks_before_a_capital_and_drop_short_pieces():
     text = "Harry lived under the stairs. He was small! Was it true? yes it was. Hagrid came at last."
-    assert C.sentences(text) == ["Harry lived under the stairs.", "Was it true? yes it was.", "Hagrid came at last."]
-    assert C.sentences("Exactly 15 long") == [] and C.sentences("Exactly 16 long!") == ["Exactly 16 long!"]
+    assert A.sentences(text) == ["Harry lived under the stairs.", "Was it true? yes it was.", "Hagrid came at last."]
+    assert A.sentences("Exactly 15 long") == [] and A.sentences("Exactly 16 long!") == ["Exactly 16 long!"]
 
 
 def test_entity_questions_follow_the_templates_and_ask_what_for_non_persons():

@@ -265,3 +265,22 @@ def test_coined_words_are_rare_mid_sentence_capitals_the_retain_side_never_uses(
     assert "Summarize" not in words  # capitalised only where a sentence opens
     assert "Kettleburn" not in words  # the retain side uses it
     assert "London" not in words and "Wizard" not in words  # common words or retain words
+
+
+def test_the_gate_assessment_counts_each_family_and_pools_the_attacks_by_hand():
+    from engine.eco.assess import attacked_sets, measure
+
+    sets = {"clean": {"forget": ["f1", "f2"], "retain": ["r1", "r2"], "boundary": ["r2"]},
+            "jailbreak": {"forget": ["jf1", "jf2"], "retain": ["jr1"], "boundary": []},
+            "nameless": {"forget": ["nf1"], "retain": [], "boundary": []}}
+    score = {"f1": 0.9, "f2": 0.2, "r1": 0.1, "r2": 0.8, "jf1": 0.7, "jf2": 0.6, "jr1": 0.4, "nf1": 0.3}
+    out = measure(lambda texts: [score[t] for t in texts], 0.5, sets)
+    assert out["clean"] == {"recall": 0.5, "n_forget": 2, "fpr": 0.5, "n_retain": 2, "boundary_fpr": 1.0,
+                            "n_boundary": 1}
+    assert out["jailbreak"]["recall"] == 1.0 and out["nameless"]["fpr"] is None
+    assert out["attacks_pooled"] == {"recall": 0.667, "n_forget": 3, "fpr": 0.0, "n_retain": 1,
+                                     "boundary_fpr": None, "n_boundary": 0}
+    assert out["worst_family_recall"] == 0.0  # nameless: 0 of 1
+    real = attacked_sets(load_preset("harry_potter"), "test", seed=0)
+    assert list(real)[0] == "clean" and set(real) == {"clean", *A.FAMILIES}
+    assert real["nameless"]["retain"] == [] and all(len(v["forget"]) for v in real.values())

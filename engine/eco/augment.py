@@ -65,10 +65,15 @@ def folds(preset: Preset, calibration_fraction: float, dev_fraction: float = 0.0
     return Folds(parts["train"], parts["calibration"], parts["dev"] if d > 0 else None)
 
 
+def sentences(text: str) -> list[str]:
+    """Split a passage into sentences (a light rule: '. ' followed by a capital letter)."""
+    import re
+
+    return [s.strip() for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", text) if len(s.strip()) > 15]
+
+
 def texts(preset: Preset, side: str) -> list[str]:
     """A fold's own texts of one side: its prompts, probe prefixes and corpus sentences."""
-    from .calibration import sentences
-
     corpus = preset.forget_corpus if side == "forget" else preset.retain_corpus
     out = [r.prompt for r in preset.prompts(side, "train")] + [p.prefix for p in preset.probes(side, "train")]
     return out + [s for p in corpus for s in sentences(p.text)]

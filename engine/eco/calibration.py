@@ -30,13 +30,6 @@ if TYPE_CHECKING:
     from .classifier import ClassifierConfig, PromptClassifier
 
 
-def sentences(text: str) -> list[str]:
-    """Split a passage into sentences (a light rule: '. ' followed by a capital letter)."""
-    import re
-
-    return [s.strip() for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", text) if len(s.strip()) > 15]
-
-
 TEMPLATES = ("Who is {e}?", "Tell me about {e}.", "What do you know about {e}?", "Describe {e}.")
 
 
