@@ -112,17 +112,16 @@ def calibrate(clf: PromptClassifier, preset: Preset, config: ClassifierConfig,
     """Attach the forget lexicon of the training fold (if enabled), set the conformal threshold on
     the calibration fold's gate scores at alpha, and record recall / FPR on the test split (the
     gate, and the classifier alone). No training: each text is scored once."""
-    _, calib = training_data(preset, config.calibration_fraction, config.entity_questions, config.augment,
-                             config.seed)
-    train_fold = folds(preset, config.calibration_fraction).train
-    names = []
+    parts = folds(preset, config.calibration_fraction)
+    calib = gate_texts(parts.calibration, config.seed, config.augment)[1] if config.calibration_fraction > 0 else []
+    train_fold, names = parts.train, []
     if config.lexicon:
         forget_material, retain_material = lexicon_material(train_fold)
         names = sorted(set(rare_names_only(cached_lexicon(train_fold), clf.tokenizer))
                        | set(coined_words(forget_material, retain_material, clf.tokenizer)))
-    if names:  # drop a name that fires, as written or disguised, on the fold's own retain texts
-        retain_texts = lexicon_material(train_fold)[1] + gate_texts(train_fold, config.seed, config.augment)[1]
-        names = unseen_names(names, retain_texts, config.see_through)
+        if names:  # drop a name that fires, as written or disguised, on the fold's own retain texts
+            retain_texts = retain_material + gate_texts(train_fold, config.seed, config.augment)[1]
+            names = unseen_names(names, retain_texts, config.see_through)
     clf.set_lexicon(names, see_through=config.see_through)
     clf.segments = config.segments
     forget = [r.prompt for r in preset.prompts("forget", "test")]
