@@ -163,8 +163,12 @@ class ECO:
         """Mean log-prob of each continuation after its prefix, with ECO applied (None = Original).
 
         Each distinct prefix is gated and selected once (raw text, no chat template). With
-        `corrupt_answer` (reference mode) selection runs over prefix + continuation, as the
-        reference builds its mask on prompt + answer."""
+        `corrupt_answer` (reference mode) the continuation is selectable text too, in every mode.
+        The reference joins prompt and answer into one string, runs its entity tagger on that
+        string and marks every LLM token of it that overlaps a tagged character (every token but
+        the last when it has no tagger or the tagger finds nothing). Here NER reads prefix +
+        continuation as one text, `prompt` marks both, and the positions index the row exactly as
+        it is scored (prefix and continuation tokenized apart)."""
         lm = self.lm
         if config is None:
             return continuation_logprobs(lm.model, lm.tokenizer, prefixes, conts, batch_size)
@@ -178,7 +182,8 @@ class ECO:
             if not flagged[prefix]:
                 positions.append([])
             elif config.corrupt_answer:
-                positions.append(selector.select(lm.tokenizer, prefix, chat=False, suffix=cont).positions)
+                positions.append(selector.select(lm.tokenizer, prefix, chat=False, suffix=cont,
+                                                 suffix_selectable=True).positions)
             else:
                 if prefix not in chosen:
                     chosen[prefix] = selector.select(lm.tokenizer, prefix, chat=False).positions

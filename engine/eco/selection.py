@@ -9,6 +9,10 @@ Modes:
   all_but_last  every token but the last of the whole encoded input (the reference's default
                 for multiple-choice prompts; corrupts template and special tokens too)
   manual        the token indices given by the caller
+A `suffix` (a teacher-forced continuation) is tokenized on its own and appended, so the tokens are
+those a scorer builds from prefix and continuation. With `suffix_selectable` it counts as the
+user's text: NER reads prompt + suffix as one text (an entity may run across the join), and
+`prompt` marks the suffix's tokens too; without it, only all_but_last and manual reach them.
 It returns a `Selection` for one prompt; it knows nothing about corruption or the classifier.
 """
 from __future__ import annotations
@@ -100,17 +104,30 @@ def find_entities(text: str, mode: str = "ner", token_model: str | None = None) 
 
 def encode_with_offsets(tokenizer, prompt: str, chat: bool = True, suffix: str = ""):
     """Encode the (chat-formatted) prompt with character offsets; returns ids, offsets, text and
-    the character span of the user's own text inside it."""
+    the character span of the user's own text inside it. The suffix is encoded separately (no
+    special tokens) and appended, its offsets shifted to where it starts in the text."""
     text = format_chat(tokenizer, prompt) if chat else prompt
     has_template = chat and bool(getattr(tokenizer, "chat_template", None))
     start = text.rfind(prompt) if has_template else 0
     if start < 0:  # a template that rewrites the text (e.g. strips it): locate the stripped form
         prompt = prompt.strip()
         start = max(text.rfind(prompt), 0)
-    text = text + suffix
     enc = tokenizer(text, add_special_tokens=not has_template, return_offsets_mapping=True)
-    offsets = [tuple(o) for o in enc["offset_mapping"]]
-    return enc["input_ids"], offsets, text, (start, start + len(prompt))
+    ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+    if suffix:
+        tail = tokenizer(suffix, add_special_tokens=False, return_offsets_mapping=True)
+        ids += tail["input_ids"]
+        offsets += [(s + len(text), e + len(text)) for s, e in tail["offset_mapping"]]
+    return ids, offsets, text + suffix, (start, start + len(prompt))
+
+
+def _spans_in_text(s: int, e: int, cut: int, head: int, tail: int) -> list[tuple[int, int]]:
+    """Characters [s, e) of prompt + suffix as spans of the encoded text: the first `cut`
+    characters (the prompt) start at `head` there, the rest (the suffix) at `tail`."""
+    spans = [(head + s, head + min(e, cut))] if s < cut else []
+    if e > cut:
+        spans.append((tail + max(s, cut) - cut, tail + e - cut))
+    return spans
 
 
 @dataclass
@@ -128,22 +145,27 @@ class TokenSelector:
             raise ValueError(f"Unknown fallback {self.fallback!r}; known: {', '.join(FALLBACKS)}.")
 
     def select(self, tokenizer, prompt: str, chat: bool = True, manual: list[int] | None = None,
-               suffix: str = "") -> Selection:
+               suffix: str = "", suffix_selectable: bool = False) -> Selection:
+        """Entity spans are character spans of prompt + suffix (of the prompt alone unless
+        `suffix_selectable`)."""
         ids, offsets, text, (a, b) = encode_with_offsets(tokenizer, prompt, chat, suffix)
         tokens = [tokenizer.decode([i]) for i in ids]
         n = len(ids)
         selected, labels = [False] * n, [None] * n
-        in_prompt = [e > a and s < b and e > s for s, e in offsets]
+        tail = len(text) - len(suffix)  # where the suffix starts in `text`
+        own = [(a, b)] + ([(tail, len(text))] if suffix_selectable and suffix else [])
+        in_prompt = [e > s and any(e > pa and s < pb for pa, pb in own) for s, e in offsets]
         entities, fallback_used = [], False
         if self.mode in ("ner", "token_model"):
-            entities = find_entities(prompt, self.mode, self.token_model)
+            ner_text = prompt + suffix if suffix_selectable else prompt
+            entities = find_entities(ner_text, self.mode, self.token_model)
             if self.entity_types:
                 entities = [e for e in entities if e["label"] in self.entity_types]
             for ent in entities:
-                s, e = ent["start"] + a, ent["end"] + a
-                for i, (ts, te) in enumerate(offsets):
-                    if te > ts and s < te and e > ts:
-                        selected[i], labels[i] = True, ent["label"]
+                for s, e in _spans_in_text(ent["start"], ent["end"], len(prompt), a, tail):
+                    for i, (ts, te) in enumerate(offsets):
+                        if te > ts and s < te and e > ts:
+                            selected[i], labels[i] = True, ent["label"]
             if not any(selected):
                 fallback_used = self.fallback != "none"
                 selected = self._fallback(self.fallback, in_prompt, n)
