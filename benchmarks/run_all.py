@@ -5,7 +5,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ["app_start.py", "eco_overhead.py", "eval_batching.py", "variants.py", "eco_quality.py", "full_table.py",
-           "relearn.py", "gate.py"]
+           "relearn.py", "gate.py", "zo_convergence.py"]
 
 if __name__ == "__main__":
     failed = [s for s in SCRIPTS if subprocess.call([sys.executable, s], cwd=HERE) != 0]

@@ -38,9 +38,10 @@ from .lm.scoring import rank_choices
 from .eco.selection import MODES as SELECTION_MODES
 from .workbench import Workbench
 from .eco.zo import ZOConfig
+from .eco.tuning import CANDIDATES as ECO_CANDIDATES, TuningConfig
 
 __all__ = [
-    "ATTACKS", "AttackConfig", "AttackResult", "DEFAULT_METRICS", "GATES", "METHODS", "SELECTION_MODES", "UNITS", "VARIANTS", "ClassifierConfig",
+    "ATTACKS", "AttackConfig", "ECO_CANDIDATES", "TuningConfig", "AttackResult", "DEFAULT_METRICS", "GATES", "METHODS", "SELECTION_MODES", "UNITS", "VARIANTS", "ClassifierConfig",
     "ECOConfig", "EvalResult", "GenerationConfig", "GenerationStats", "LoadedModel", "ModelInfo",
     "ModelLoadError", "Preset", "PresetError", "TrainingStopped", "Workbench", "ZOConfig", "assess_gate",
     "cached_hub_models", "compare_gate_designs",

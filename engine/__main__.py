@@ -8,28 +8,17 @@ import argparse
 import json
 import os
 import sys
-import typing
-from dataclasses import fields
 
-from . import (ATTACKS, SELECTION_MODES, AttackConfig, ECOConfig, GenerationConfig, Workbench, ZOConfig, error_line, get_method, list_presets,
+from . import (ATTACKS, AttackConfig, ECOConfig, GenerationConfig, Workbench, ZOConfig, error_line, get_method, list_presets,
                load_capsule, load_preset, make_config, save_capsule)
 from .attacks import get_attack
+from .cli_args import (SELECTABLE, _add_config_args, _add_eco_args, _add_model_args,  # noqa: F401
+                       _eco_config, _numbers, _values, _workbench, json_text)
+from .cli_eco import add_calibrate_parser, cmd_calibrate_eco
 from .eco.gate import check_prompt
 from .evaluation.runner import VARIANTS, check_names
 
-ECO_SKIP = ("entity_types", "fallback", "token_model", "seed")  # not ECO options (the seed is --eco-seed)
 ZO_SKIP = ("tolerance", "seed")
-SELECTABLE = [m for m in SELECTION_MODES if m != "manual"]  # manual: the UI's clicked tokens
-
-
-def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="default", help="'default' (embedded SmolLM2-135M-Instruct), a Hub id or a local path")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the Hub (off by default)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--adapter", action="append", default=[], metavar="VARIANT=DIR",
-                   help="load a LoRA adapter folder as a variant, e.g. elm=path/to/adapter (repeatable)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,69 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--progress", action="store_true", help="print one JSON line per step on stderr")
     _add_model_args(tr)
 
+    add_calibrate_parser(sub, _add_model_args)
+
     presets = sub.add_parser("presets", help="list the presets and their sizes")
     presets.add_argument("--json", action="store_true")
     return parser
-
-
-def _add_config_args(p: argparse.ArgumentParser, cls, skip=(), choices=None) -> None:
-    """One option per field of the settings dataclass `cls` (but those in `skip`), with the field's
-    default, help and choices (`choices` narrows them by field name); a bool field is a flag."""
-    hints = typing.get_type_hints(cls)
-    for f in fields(cls):
-        if f.name in skip:
-            continue
-        option, text = "--" + f.name.replace("_", "-"), f.metadata.get("help", "").replace("%", "%%")
-        if isinstance(f.default, bool):
-            p.add_argument(option, action="store_true", help=text)
-            continue
-        allowed = (choices or {}).get(f.name, f.metadata.get("choices"))
-        p.add_argument(option, type=_scalar(hints[f.name]), default=f.default, help=text,
-                       choices=list(allowed) if allowed else None)
-
-
-def _scalar(hint):
-    """int for int, float for `float | None`."""
-    return next((a for a in typing.get_args(hint) if a is not type(None)), hint)
-
-
-def _values(args, cls, skip=()) -> dict:
-    return {f.name: getattr(args, f.name) for f in fields(cls) if f.name not in skip}
-
-
-def _add_eco_args(p: argparse.ArgumentParser) -> None:
-    _add_config_args(p, ECOConfig, skip=ECO_SKIP, choices={"selection": SELECTABLE})
-    seed = next(f for f in fields(ECOConfig) if f.name == "seed")
-    p.add_argument("--eco-seed", type=_scalar(typing.get_type_hints(ECOConfig)["seed"]), default=None,
-                   help=seed.metadata.get("help", "").rstrip(".") + " (default: --seed).")
-
-
-def _eco_config(args) -> ECOConfig:
-    """The ECO settings from a verb's options; --eco-seed defaults to --seed."""
-    seed = args.eco_seed if args.eco_seed is not None else getattr(args, "seed", 0)
-    return ECOConfig(seed=seed, **_values(args, ECOConfig, ECO_SKIP))
-
-
-def _workbench(args, preset=None):
-    wb = Workbench(model=None, preset=preset, device=args.device, dtype=args.dtype,
-                   trust_remote_code=args.trust_remote_code)
-    wb.load_model(args.model)
-    for spec in getattr(args, "adapter", []):
-        key, _, folder = spec.partition("=")
-        if not folder:
-            raise ValueError(f"--adapter takes VARIANT=DIR, got {spec!r}.")
-        wb.load_adapter(folder, key=key.strip())
-    return wb
-
-
-def _numbers(text: str, what: str, cast=float) -> list:
-    try:
-        values = [cast(float(x)) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ValueError(f"Could not read {what} {text!r}: give numbers separated by commas.") from None
-    if not values:
-        raise ValueError(f"No {what} given.")
-    return values
 
 
 def cmd_generate(args) -> dict:
@@ -193,10 +124,10 @@ def cmd_generate(args) -> dict:
         seed=args.seed, stop=tuple(args.stop), chat=not args.no_chat,
     ).validate()
     check_prompt(args.prompt)  # before the model loads: a bad prompt costs nothing
-    eco = _eco_config(args) if args.variant.startswith("eco") else None
+    eco = _eco_config(args) if args.variant.startswith("eco") else None  # a bad option fails here
     wb = _workbench(args, preset=args.preset if args.variant != "original" else None)
     if eco is not None:
-        eco.validate(wb.lm.model.config.hidden_size)
+        eco = _eco_config(args, wb.eco_default()).validate(wb.lm.model.config.hidden_size)
     if args.negation is not None:
         wb.set_negation(args.negation)
     return wb.generate(args.prompt, config, variant=args.variant, eco=eco)
@@ -228,7 +159,7 @@ def cmd_select(args) -> dict:
 
 def cmd_optimize(args) -> dict:
     wb = _workbench(args, preset=args.preset)
-    eco = _eco_config(args).validate(wb.lm.model.config.hidden_size)
+    eco = _eco_config(args, wb.eco_default()).validate(wb.lm.model.config.hidden_size)
     zc = ZOConfig(**_values(args, ZOConfig, ZO_SKIP)).validate()
     steps = []
     for rec in wb.optimize(eco, zc, metric=args.metric, target=args.target):
@@ -245,7 +176,7 @@ def cmd_sweep(args) -> dict:
     strengths = _numbers(args.strengths, "strengths")
     dims = _numbers(args.dims_list, "dims", int) if args.dims_list else None
     wb = _workbench(args, preset=args.preset)
-    eco = _eco_config(args).validate(wb.lm.model.config.hidden_size)
+    eco = _eco_config(args, wb.eco_default()).validate(wb.lm.model.config.hidden_size)
     return {"points": wb.sweep(strengths, eco, dims=dims, split=args.split)}
 
 
@@ -260,7 +191,7 @@ def cmd_evaluate(args) -> dict:
     if args.probes and not Path(args.probes).is_file():
         raise ValueError(f"No such probes file: {args.probes}.")
     wb = _workbench(args, preset=args.preset)
-    eco = _eco_config(args).validate(wb.lm.model.config.hidden_size)
+    eco = _eco_config(args, wb.eco_default()).validate(wb.lm.model.config.hidden_size)
     result = wb.evaluate(variants, metrics, args.split, eco, probes_file=args.probes, batch_size=args.batch_size)
     path = Path(args.capsule or Path("runs") / f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}.json")
     save_capsule(wb.capsule(result), path)
@@ -277,7 +208,7 @@ def cmd_attack(args) -> dict:
         get_attack(name)  # an unknown attack fails before the model loads
     config = AttackConfig.from_dict(_values(args, AttackConfig))
     wb = _workbench(args, preset=args.preset)
-    eco = _eco_config(args).validate(wb.lm.model.config.hidden_size)
+    eco = _eco_config(args, wb.eco_default()).validate(wb.lm.model.config.hidden_size)
     progress = (lambda r: print(json_text(r), file=sys.stderr, flush=True)) if args.progress else None
     result = wb.attack(variants, attacks, args.split, eco, config, batch_size=args.batch_size, on_progress=progress)
     path = Path(args.capsule or Path("runs") / f"attack-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}.json")
@@ -342,7 +273,7 @@ def cmd_presets(args) -> dict:
 
 COMMANDS = {"generate": cmd_generate, "classify": cmd_classify, "select": cmd_select,
             "optimize": cmd_optimize, "sweep": cmd_sweep, "evaluate": cmd_evaluate, "attack": cmd_attack, "replay": cmd_replay,
-            "presets": cmd_presets, "train": cmd_train}
+            "presets": cmd_presets, "train": cmd_train, "calibrate-eco": cmd_calibrate_eco}
 
 
 def _quiet() -> None:
@@ -376,20 +307,6 @@ def main(argv=None) -> int:
     else:
         print(json_text(result, indent=2))
     return 0
-
-
-def json_text(result, indent: int | None = None) -> str:
-    """Strict JSON: a NaN or infinite number (an empty metric, say) is written as null."""
-    def clean(x):
-        if isinstance(x, float) and (x != x or x in (float("inf"), float("-inf"))):
-            return None
-        if isinstance(x, dict):
-            return {k: clean(v) for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return [clean(v) for v in x]
-        return x
-
-    return json.dumps(clean(result), indent=indent, ensure_ascii=False, allow_nan=False, default=str)
 
 
 if __name__ == "__main__":

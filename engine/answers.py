@@ -47,6 +47,10 @@ class Answers:
     def __init__(self, session: Session, gate: Gate):
         self.session, self.gate = session, gate
 
+    def _preset(self, preset: str | None):
+        """The named or active preset, or None when none is loaded (ECO's class defaults then)."""
+        return self.session.preset_for(preset) if preset or self.session.preset else None
+
     def eco(self, preset: str | None, config: ECOConfig) -> ECO:
         clf = self.gate.classifier(preset) if config.gate == "classifier" else None
         return ECO(self.session.model(), clf)
@@ -103,7 +107,7 @@ class Answers:
         """The model inputs for one row: token ids, or ECO's (maybe corrupted) embeddings."""
         if not use_eco:
             return generation.encode_prompt(lm.tokenizer, prompt, chat=config.chat, device=lm.device)
-        eco = eco or ECOConfig(seed=config.seed)
+        eco = eco or ECOConfig.for_preset(self._preset(preset), seed=config.seed)
         plan = self.eco(preset, eco).plan(prompt, eco, chat=config.chat, manual=manual)
         run.plans.append(plan)
         return ({"inputs_embeds": plan.inputs_embeds, "attention_mask": plan.attention_mask}
@@ -120,7 +124,7 @@ class Answers:
         available = set(s.switch().names(s.preset_name(preset)))
         run_names = [v for v in variants if v in available]
         missing = [v for v in variants if v not in available]
-        eco = eco or ECOConfig(seed=(config.seed if config else 0))
+        eco = eco or ECOConfig.for_preset(self._preset(preset), seed=(config.seed if config else 0))
         config = config or GenerationConfig()
         run = self.stream(prompt, [(v, eco) for v in run_names], config, stop_event, preset, negation=negation)
         texts = [""] * len(run_names)

@@ -11,12 +11,13 @@ are serialised and none leaves state on the shared model. It knows nothing about
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from typing import Iterator
 
 from . import checks
 from .answers import Answers, Decoding
 from .data.presets import list_presets, load_preset
-from .eco import zo
+from .eco import tuning, zo
 from .eco.gate import Gate
 from .eco.pipeline import ECO, ECOConfig, probe_summary
 from .evaluation.evaluator import Evaluator
@@ -191,6 +192,30 @@ class Workbench:
     def replay(self, capsule: dict, names_only: bool = False) -> dict:
         return self.evaluator.replay(capsule, names_only)
 
+    # ------------------------------------------------------------------ ECO's default per preset
+    def eco_default(self, preset: str | None = None) -> ECOConfig:
+        """The preset's ECO default (its preset.yaml `eco:` block, found by `calibrate_eco`), else
+        ECOConfig's own defaults."""
+        name = self.session.preset_name(preset)
+        return ECOConfig.for_preset(self.session.preset_for(name) if name else None)
+
+    def calibrate_eco(self, config: tuning.TuningConfig | None = None, candidates=None,
+                      preset: str | None = None, stop_event: threading.Event | None = None) -> Iterator[dict]:
+        """Search selection x corruption x dims x strength for a fluent forgetting default on the
+        train split (engine.eco.tuning): yields the reference, every point, each candidate's
+        summary and the result; `save_eco_default` writes a result into the preset."""
+        p, config = self.session.preset_for(preset), (config or tuning.TuningConfig()).validate()
+        clf = self.gate.classifier(p.name) if config.gate == "classifier" else None
+        cands = tuning.parse_candidates(candidates) if candidates else tuning.CANDIDATES
+        with self.session.lock:
+            tuner = tuning.Tuner(self.session.model(), clf, p, config,
+                                 self.eco_default(p.name))
+            yield from tuner.run(cands, stop_event)
+
+    def save_eco_default(self, result: dict, preset: str | None = None) -> str:
+        """Write a calibration result's chosen setting into the preset's preset.yaml; returns the path."""
+        return tuning.save_default(self.session.preset_for(preset), result, self.session.model().info.name)
+
     # ------------------------------------------------------------------ ECO's strength: probes, sweeps, ZO
     def probe_accuracy(self, side: str, split: str = "test", eco: ECOConfig | None = None,
                        preset: str | None = None) -> dict:
@@ -205,7 +230,7 @@ class Workbench:
               stop_event: threading.Event | None = None) -> list[dict]:
         """Forget/retain probe accuracy and mean log-prob at each strength (x dims): a dose-response."""
         hidden = self.session.hidden_size()
-        eco = (eco or ECOConfig()).validate(hidden)
+        eco = (eco or self.eco_default(preset)).validate(hidden)
         strengths = checks.number_list("strengths", strengths, 0, 1e9)
         dims = checks.number_list("dims", dims, 0, hidden, whole=True) if dims else None
         base = {s: self.probe_accuracy(s, split, None, preset) for s in ("forget", "retain")}
@@ -231,13 +256,18 @@ class Workbench:
                  metric: str = "forget_probe_accuracy", target: float = 0.25, split: str = "train",
                  preset: str | None = None, stop_event: threading.Event | None = None) -> Iterator[dict]:
         """Zeroth-order search of ECO's strength minimising |metric(sigma) - target| on `split`
-        (train by default, so the reported test split stays unseen). Yields one record per step."""
+        (train by default, so the reported test split stays unseen). Both probes of a step share
+        their noise seeds (common random numbers); each evaluation averages `draws` noise draws.
+        Yields one record per step."""
         if metric not in ZO_METRICS:
             raise ValueError(f"Unknown ZO metric {metric!r}; known: {', '.join(ZO_METRICS)}.")
-        eco, key = eco or ECOConfig(), ZO_METRICS[metric]
+        eco, key = eco or self.eco_default(preset), ZO_METRICS[metric]
+        zc = (zo_config or zo.ZOConfig()).validate()
 
-        def objective(sigma: float) -> float:
-            return abs(self.probe_accuracy("forget", split, eco.with_strength(sigma), preset)[key] - target)
+        def objective(sigma: float, seed: int) -> float:
+            values = [self.probe_accuracy("forget", split, replace(eco, strength=float(sigma), seed=seed * 64 + r),
+                                          preset)[key] for r in range(int(zc.draws))]
+            return abs(sum(values) / len(values) - target)
 
-        for record in zo.search_strength(objective, zo_config, stop_event):
+        for record in zo.search_strength(objective, zc, stop_event):
             yield record | {"metric": metric, "target": target, "split": split}

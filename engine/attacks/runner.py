@@ -185,7 +185,7 @@ def run_attacks(lm, preset, variants, attacks, split: str = "test", eco: ECOConf
     config = (config or AttackConfig()).validate()
     attacks = ["clean"] + [a for a in dict.fromkeys(attacks) if a != "clean"]
     table = [(a, get_attack(a)) for a in attacks]
-    eco = eco or ECOConfig()
+    eco = eco or ECOConfig.for_preset(preset)
     start = time.perf_counter()
     run = Run(lm, preset, switch, list(variants), attacks, split, eco, classifier, config, batch_size,
               on_progress, stop_event)

@@ -75,6 +75,18 @@ class ECOConfig:
             d["entity_types"] = tuple(d["entity_types"] or ())
         return cls(**d)
 
+    @classmethod
+    def for_preset(cls, preset, seed: int | None = None) -> "ECOConfig":
+        """A preset's ECO default: its preset.yaml `eco:` block (written by the ECO calibration) over
+        the class defaults; None or a preset without the block gives the class defaults."""
+        block = (getattr(preset, "meta", None) or {}).get("eco") if preset is not None else None
+        known = {f.name for f in fields(cls)}
+        if block is not None and (not isinstance(block, dict) or set(block) - known):
+            bad = sorted(set(block) - known) if isinstance(block, dict) else block
+            raise ValueError(f"{preset.name}/preset.yaml: 'eco' must map ECO settings; unknown: {bad}.")
+        out = cls.from_dict(block or {})
+        return out if seed is None else replace(out, seed=int(seed))
+
     def with_strength(self, strength: float) -> "ECOConfig":
         return replace(self, strength=float(strength))
 

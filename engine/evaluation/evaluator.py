@@ -37,7 +37,7 @@ class Evaluator:
         if probes_file:
             rows = read_jsonl(Path(probes_file), "probe", label=str(probes_file))
             probes = {"forget": rows, "retain": p.probes("retain", split)}
-        needs_gate = any(str(v).startswith("eco") for v in variants) and (eco or ECOConfig()).gate == "classifier"
+        needs_gate = any(str(v).startswith("eco") for v in variants) and (eco or ECOConfig.for_preset(p)).gate == "classifier"
         clf = self.gate.classifier(p.name) if needs_gate else None
         with s.lock:
             result = evaluate(s.model(), p, variants, metrics, split, eco, clf, batch_size, probes,
@@ -64,7 +64,7 @@ class Evaluator:
         for name in attacks:
             get_attack(name)
         config = config if isinstance(config, AttackConfig) else AttackConfig.from_dict(config)
-        needs_gate = any(str(v).startswith("eco") for v in variants) and (eco or ECOConfig()).gate == "classifier"
+        needs_gate = any(str(v).startswith("eco") for v in variants) and (eco or ECOConfig.for_preset(p)).gate == "classifier"
         clf = self.gate.classifier(p.name) if needs_gate else None
         with s.lock:
             result = run_attacks(s.model(), p, variants, attacks, split, eco, clf, config, s.switch(), batch_size,

@@ -60,7 +60,7 @@ def evaluate(lm, preset, variants=("original", "eco"), metrics=DEFAULT_METRICS, 
     check_names(variants, metrics, switch.names(preset.name) if switch is not None else ("original", "eco"))
     if split not in ("train", "test", "all"):
         raise ValueError(f"Unknown split {split!r}; known: train, test, all.")
-    eco = eco or ECOConfig()
+    eco = eco or ECOConfig.for_preset(preset)
     start = time.perf_counter()
     rows, examples, done, total = [], [], 0, len(variants) * len(metrics)
     for variant in variants:
