@@ -72,8 +72,8 @@ def strength_line(workbench, strength, unit) -> str:
 
 
 class ECOControls:
-    """ECO's controls, one per setting in NAMES, plus a strength slider that mirrors the strength
-    box and a line with the strength in both units. Build inside a Blocks layout."""
+    """ECO's controls, one per setting in NAMES (the strength a slider with its number box, at most
+    STRENGTH_SLIDER_MAX), and a line with the strength in both units. Build inside a Blocks layout."""
 
     def __init__(self, workbench, hidden_size: int):
         self.workbench = workbench
@@ -86,11 +86,11 @@ class ECOControls:
                                    elem_id="dd-corruption"),
              "dims": control("dims", component=gr.Slider, maximum=hidden_size, step=1, label=texts.DIMS,
                              elem_id="sl-dims")}
-        with gr.Row():
-            c["strength"] = control("strength", label=texts.STRENGTH, elem_id="nb-strength")
-            c["strength_unit"] = control("strength_unit", label=texts.STRENGTH_UNIT)
-        self.strength_slider = gr.Slider(0, STRENGTH_SLIDER_MAX, value=d.strength, step=0.5, label=texts.STRENGTH,
-                                         elem_id="sl-strength")
+        with gr.Row():  # one strength control: the slider carries its own number box
+            c["strength"] = control("strength", component=gr.Slider, maximum=STRENGTH_SLIDER_MAX, step=0.5,
+                                    label=texts.STRENGTH, elem_id="sl-strength", scale=3)
+            c["strength_unit"] = control("strength_unit", label=texts.STRENGTH_UNIT, scale=1)
+        self.strength_slider = c["strength"]  # the same control, by its older name
         self.strength_note = gr.Markdown(strength_line(workbench, d.strength, d.strength_unit),
                                          elem_classes="lethe-speed")
         with gr.Row():
@@ -112,11 +112,8 @@ class ECOControls:
         return eco_config(dict(zip(NAMES, values)))
 
     def wire(self) -> None:
-        """The strength box and slider mirror each other; the line follows the strength and its unit."""
-        box, slider, unit = self["strength"], self.strength_slider, self["strength_unit"]
-        for comp in (box, unit):
-            comp.change(lambda v, u: strength_line(self.workbench, v, u), [box, unit], self.strength_note,
+        """The line follows the strength and its unit."""
+        strength, unit = self["strength"], self["strength_unit"]
+        for comp in (strength, unit):
+            comp.change(lambda v, u: strength_line(self.workbench, v, u), [strength, unit], self.strength_note,
                         api_visibility="private", queue=False)
-        slider.release(lambda v: v, slider, box, api_visibility="private", queue=False)
-        box.submit(lambda v: min(float(v or 0), STRENGTH_SLIDER_MAX), box, slider, api_visibility="private",
-                   queue=False)
