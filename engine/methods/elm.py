@@ -10,7 +10,10 @@ Per micro-iteration, one forget passage x and one retain passage r:
                "x. <change-the-topic sentence>", sampled with expert-vs-novice guidance
                (gamma) and cached once per model and preset (`consistency_pool`).
 Deviations from the reference, all settings: LoRA rank 4 and lr 5e-4 instead of 256 / 5e-5 (a
-135M model on CPU gets ~50 optimiser steps, not thousands); eta defaults to 30, not 1000 (at
+135M model on CPU gets ~50 optimiser steps, not thousands). Rank 256 is the reference's default
+and its README commands' value (its first release defaulted to 8); alpha 16 is the same, so the
+LoRA scale alpha / r is 4 here against 1/16 there. The LoRA's place (the seven projections of
+layers 4-7) and dropout 0.05 are the reference's. eta defaults to 30, not 1000 (at
 1000 a small model's expert/novice contrast is mostly noise amplified into one-hot targets);
 consistency continuations are 48 tokens from a pool of 16; passages are cut to 400 characters
 (96 tokens) and training runs 40 steps of 4 passages; gradients are clipped at norm 1.
@@ -82,6 +85,7 @@ class ELMConfig(TrainConfig):
     max_length: int = field(default=96, metadata={"help": "Tokens per training text at most.", "min": 8, "max": 4096})
     grad_accumulation: int = field(default=4, metadata={"help": "Passages per optimiser step.", "min": 1, "max": 64})
     layers: tuple[int, ...] | None = field(default=(4, 5, 6, 7), metadata={"help": "Decoder layers that get a LoRA (None = all)."})
+    rank: int = field(default=4, metadata={"help": "LoRA rank r (reference: 256, alpha 16 as here).", "min": 1, "max": 512})
     eta: float = field(default=30.0, metadata={"help": "End of the erase guidance ramp (reference: 1000).", "min": 0.0, "max": 1e4})
     topk: int = field(default=50, metadata={"help": "Target entries kept per position (0 = all).", "min": 0, "max": 100000})
     temperature: float = field(default=1.2, metadata={"help": "Temperature of the target distributions.", "min": 0.05, "max": 10.0})

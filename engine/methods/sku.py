@@ -2,12 +2,13 @@
 
 Stage 1 deliberately learns the unwanted knowledge into a LoRA adapter, per micro-iteration
 (a batch of forget question/answer pairs and a batch of normal ones), in the reference's
-"### Question: ...\\n ### Answer: ..." format:
+"### Question: ...\\n ### Answer: ..." format, each pair tokenised as one text (`encode_pair`):
   guided_distortion        NLL of the forget answers given their questions (answer tokens only,
                            each example averaged over its answer tokens), x bad_weight;
   random_disassociation    NLL of each forget question paired with k answers drawn from the
-                           OTHER forget answers, x random_weight; "faithful" scores from token 2
-                           on, like the reference's start index, "fixed" scores the answer only;
+                           OTHER forget answers, x random_weight; "faithful" scores from token 3
+                           to the end, question included, as the reference's start index does
+                           (FAITHFUL_RD_START), "fixed" scores the answer only;
   preservation_divergence  -KL(p_base || p_adapter) on normal pairs (padding masked), pushing
                            the harmful adapter AWAY from the base model on normal text so its
                            negation leaves normal behaviour alone, x normal_weight. The term is
@@ -16,10 +17,16 @@ Stage 2 (negation) is no training at all: variants.py applies this adapter with 
 (`negation`), which equals theta_0 - lambda (theta_ft - theta_0) on the adapted weights.
 Deviations, each a setting, with the faithful value in brackets: k = 2 [5] and 80 steps [1000]
 for CPU time; lr 1e-3 [2e-4]; random_mode "fixed" ["faithful"]; pd_mode "preserve" (+KL, the sign
-of SKU's code ancestor) ["diverge", -KL] with normal_weight 2.5 [1]. On the 135M default the
-faithful settings made the negated model lose retain facts about as fast as forget facts (see
-the README's ELM/SKU figures); the PD floor and gradient clipping are additions. Data come from
-the preset's prompts and answers.
+of SKU's code ancestor) ["diverge", -KL] with normal_weight 2.5 [1]; LoRA dropout 0.05 [0: the
+reference sets none, so peft's default applies], kept because the shipped adapters were trained
+with it (it acts only while training). The LoRA shape, r 16, alpha 8 on q_proj and v_proj of
+every layer, is the reference's Llama-2-13B one (its 7B uses r 32, alpha 16; OPT is fully
+fine-tuned). On the 135M default the faithful settings made the negated model lose retain facts
+about as fast as forget facts (see the README's ELM/SKU figures); the PD floor and gradient
+clipping are additions. One more difference is not a setting: the reference finds the answer
+by tokenising the template alone, whose trailing space is a token of its own, so where that
+space joins the answer's first word it skips that word's first token; Lethe scores every
+answer token. Data come from the preset's prompts and answers.
 """
 from __future__ import annotations
 
@@ -31,6 +38,11 @@ import torch.nn.functional as F
 from .base import Method, TrainConfig, Trainer
 
 TEMPLATE = "### Question: {question}\n ### Answer: "
+# The reference's random-disassociation start: len() of the tokenizer's output dict (2, its
+# keys input_ids and attention_mask), used as a weight index over the shifted token losses, so
+# the first token scored is index 3 of the sequence (after BOS and two template tokens with the
+# reference's BOS-adding tokenizers; the first three template tokens without a BOS).
+FAITHFUL_RD_START = 3
 
 
 @dataclass
@@ -46,7 +58,8 @@ class SKUConfig(TrainConfig):
     random_weight: float = field(default=2.5, metadata={"help": "Weight of random disassociation.", "min": 0.0, "max": 100.0})
     normal_weight: float = field(default=2.5, metadata={"help": "Weight of preservation divergence.", "min": 0.0, "max": 100.0})
     k_random: int = field(default=2, metadata={"help": "Random forget answers per question (reference: 5).", "min": 1, "max": 32})
-    random_mode: str = field(default="fixed", metadata={"help": "faithful: score from token 2 on; fixed: the answer only."})
+    dropout: float = field(default=0.05, metadata={"help": "LoRA dropout (reference: 0, peft's default).", "min": 0.0, "max": 0.9})
+    random_mode: str = field(default="fixed", metadata={"help": "faithful: score tokens 3.. to the end, question included, as the reference; fixed: the answer only."})
     pd_mode: str = field(default="preserve", metadata={"help": "diverge: -KL as the reference; preserve: +KL (keep normal text)."})
     pd_floor: float = field(default=5.0, metadata={"help": "Floor of -KL in diverge mode (0 = none).", "min": 0.0, "max": 1e6})
     negation: float = field(default=1.0, metadata={"help": "lambda: the adapter is applied with scale -lambda.", "min": 0.0, "max": 100.0})
@@ -61,7 +74,8 @@ class SKUConfig(TrainConfig):
 
 
 def answer_nll(logits: torch.Tensor, ids: torch.Tensor, starts: list[int], lengths: list[int]) -> torch.Tensor:
-    """Mean over examples of the mean NLL of tokens [start, length) of each row (right padded).
+    """Mean over examples of the mean NLL of tokens [start, end) of each row (right padded);
+    `lengths` holds each row's end (exclusive).
 
     logits (B, T, V) from ids (B, T); token j is predicted by row j-1."""
     logp = F.log_softmax(logits.float(), dim=-1)
@@ -71,6 +85,36 @@ def answer_nll(logits: torch.Tensor, ids: torch.Tensor, starts: list[int], lengt
         target = ids[b, s:n].to(logp.device)
         losses.append(-logp[b, s - 1:n - 1].gather(-1, target[:, None]).mean())
     return torch.stack(losses).mean()
+
+
+def encode_pair(tokenizer, question: str, answer: str, max_length: int) -> tuple[list[int], int, int]:
+    """Ids of the question's template and the answer tokenised as ONE text (as the model reads
+    it), cut to `max_length`, and the answer's tokens [start, end) in them.
+
+    Tokenising the two parts apart would give a sequence the model never sees: the template ends
+    in a space, which alone is one token, while in the joined text it starts the answer's first
+    token (' Al'). The answer is found by character offsets instead: a token belongs to the
+    answer when its characters reach past the template, so a token that straddles the boundary
+    is an answer token. Tokens without characters (a BOS in front, an EOS behind) never are.
+    A tokenizer without offsets (a slow one): the answer starts at the first token where the
+    joint ids and the template's own ids part. An answer cut off by `max_length` keeps at least
+    the row's last token."""
+    prefix = TEMPLATE.format(question=question)
+    text = prefix + answer
+    if getattr(tokenizer, "is_fast", False):
+        enc = tokenizer(text, add_special_tokens=True, return_offsets_mapping=True)
+        ids = enc["input_ids"]
+        inside = [i for i, (lo, hi) in enumerate(enc["offset_mapping"]) if hi > max(lo, len(prefix))]
+    else:
+        ids = tokenizer(text, add_special_tokens=True)["input_ids"]
+        head = tokenizer(prefix, add_special_tokens=True)["input_ids"]
+        shared = next((i for i, (x, y) in enumerate(zip(ids, head)) if x != y), min(len(ids), len(head)))
+        special = set(tokenizer.all_special_ids)
+        inside = [i for i in range(shared, len(ids)) if ids[i] not in special]
+    start, end = (inside[0], inside[-1] + 1) if inside else (len(ids), len(ids))
+    ids = ids[:max_length]
+    start = min(start, len(ids) - 1)
+    return ids, start, max(min(end, len(ids)), start + 1)
 
 
 def masked_kl(base_logits: torch.Tensor, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -95,22 +139,24 @@ class SKU(Method):
         self.normal_order = list(range(len(self.normal)))
         t.rng.shuffle(self.normal_order)
 
-    def batch(self, t: Trainer, pairs: list[tuple[str, str]], start_at_answer: bool = True):
-        """Right-padded ids (B, T), attention mask, per-row start and length."""
-        rows, starts = [], []
+    def batch(self, t: Trainer, pairs: list[tuple[str, str]], faithful_start: bool = False):
+        """Right-padded ids (B, T), attention mask, and per row the scored tokens [start, end):
+        the answer's tokens, or with `faithful_start` index FAITHFUL_RD_START to the row's end."""
+        rows, starts, ends = [], [], []
         for q, a in pairs:
-            prefix = t.tokenizer(TEMPLATE.format(question=q), add_special_tokens=True)["input_ids"]
-            answer = t.tokenizer(a, add_special_tokens=False)["input_ids"]
-            row = (prefix + answer)[: t.config.max_length]
+            row, start, end = encode_pair(t.tokenizer, q, a, t.config.max_length)
+            if faithful_start:
+                start, end = min(FAITHFUL_RD_START, len(row) - 1), len(row)
             rows.append(row)
-            starts.append(min(len(prefix), len(row) - 1) if start_at_answer else 2)
+            starts.append(start)
+            ends.append(end)
         width = max(len(r) for r in rows)
         pad = t.tokenizer.pad_token_id if t.tokenizer.pad_token_id is not None else 0
         ids = torch.full((len(rows), width), pad, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, r in enumerate(rows):
             ids[i, : len(r)], mask[i, : len(r)] = torch.tensor(r), 1
-        return ids, mask, starts, [len(r) for r in rows]
+        return ids, mask, starts, ends
 
     def terms(self, t: Trainer, i: int):
         c: SKUConfig = t.config
@@ -127,7 +173,7 @@ class SKU(Method):
             for q, a in forget:
                 others = [answers[k] for k in drawn if answers[k] != a][: c.k_random]
                 pairs += [(q, other) for other in others]
-            ids, mask, starts, lengths = self.batch(t, pairs, start_at_answer=c.random_mode == "fixed")
+            ids, mask, starts, lengths = self.batch(t, pairs, faithful_start=c.random_mode == "faithful")
             yield "random_disassociation", c.random_weight * answer_nll(t.logits(ids, mask), ids, starts, lengths)
         if c.normal_weight > 0:
             ids, mask, _, _ = self.batch(t, normal)
@@ -140,4 +186,4 @@ class SKU(Method):
             yield "preservation_divergence", c.normal_weight * pd
 
 
-__all__ = ["SKU", "SKUConfig", "TEMPLATE", "answer_nll", "masked_kl"]
+__all__ = ["FAITHFUL_RD_START", "SKU", "SKUConfig", "TEMPLATE", "answer_nll", "encode_pair", "masked_kl"]
