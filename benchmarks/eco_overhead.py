@@ -1,9 +1,15 @@
-"""ECO overhead on the default model, on the path the UI takes: `Workbench.generate(variant="eco")`
-(gate + selection + corruption + the one decoding routine) / `Workbench.generate()` (Original).
+"""ECO overhead on the default model, on the paths the UI and the API take, with the preset's ECO
+default (its calibrated `eco:` block):
 
-Both generate exactly 64 new tokens greedily (min_new_tokens = 64, so the counts match); the ratio
-compares whole-request wall time, measured in one run: a warm-up of each, then REPEATS
-alternating plain / ECO pairs, median of each.
+- one variant: `Workbench.generate(variant="eco")`, which iterates `Workbench.stream` token by token
+  as the Playground's ECO-only view and the API's /generate do (gate + selection + corruption + the
+  one decoding routine), against `Workbench.generate()` (Original);
+- side by side: `Workbench.stream_many([original, eco])`, the Playground's two columns, against
+  `stream_many([original, original])`.
+
+Every request generates exactly 64 new tokens greedily per row (min_new_tokens = 64, so the counts
+match); each ratio compares whole-request wall time, measured in one run: a warm-up of each, then
+REPEATS alternating plain / ECO pairs, median of each.
 """
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ import time
 
 from common import timed, write
 
-from engine import ECOConfig, GenerationConfig, Workbench
+from engine import GenerationConfig, Workbench
 
 PROMPT = "Who is Harry Potter?"
 REPEATS = 5
@@ -23,7 +29,7 @@ def main() -> None:
     wb = Workbench()
     load_s = time.perf_counter() - t0
     clf = wb.classifier()  # cached, or trained once here (not timed below)
-    eco = ECOConfig()
+    eco = wb.eco_default()
     cfg = GenerationConfig(max_new_tokens=64, min_new_tokens=64)  # exactly 64 tokens on both paths
 
     def plain_request():
@@ -32,23 +38,37 @@ def main() -> None:
     def eco_request():
         return wb.generate(PROMPT, cfg, variant="eco", eco=eco)
 
-    plain_request(), eco_request()  # warm-up, not timed
-    plain_times, eco_times = [], []
-    for _ in range(REPEATS):  # alternate the two, so drift in the machine's speed hits both alike
-        t, plain = timed(plain_request, repeats=1)
-        plain_times.append(t)
-        t, eco_out = timed(eco_request, repeats=1)
-        eco_times.append(t)
-    plain_s, eco_s = statistics.median(plain_times), statistics.median(eco_times)
+    def pair(rows):
+        return lambda: list(wb.stream_many(PROMPT, rows, cfg))[-1]
+
+    plain_pair, eco_pair = pair([("original", None), ("original", None)]), pair([("original", None), ("eco", eco)])
+    plain_s, eco_s, plain, eco_out = alternate(plain_request, eco_request)
+    pair_plain_s, pair_eco_s, _, _ = alternate(plain_pair, eco_pair)
     pre_s, plan = timed(lambda: wb.eco_plan(PROMPT, eco), repeats=5)
     write("eco_overhead", {
-        "prompt": PROMPT, "path": "Workbench.generate", "new_tokens": [plain["new_tokens"], eco_out["new_tokens"]],
+        "prompt": PROMPT, "path": "Workbench.generate (iterates Workbench.stream)", "eco": eco.to_dict(),
+        "side_by_side_path": "Workbench.stream_many([original, eco]) vs [original, original]",
+        "side_by_side_plain_seconds": round(pair_plain_s, 3), "side_by_side_eco_seconds": round(pair_eco_s, 3),
+        "side_by_side_overhead_ratio": round(pair_eco_s / pair_plain_s, 3), "new_tokens": [plain["new_tokens"], eco_out["new_tokens"]],
         "plain_seconds": round(plain_s, 3), "eco_seconds": round(eco_s, 3),
         "eco_overhead_ratio": round(eco_s / plain_s, 3), "target_ratio": 1.05,
         "gate_select_corrupt_seconds": round(pre_s, 4), "flagged": plan.flagged,
         "plain_tokens_per_second": round(plain["new_tokens"] / plain_s, 2),
         "model_load_seconds": round(load_s, 2), "classifier_threshold": clf.threshold,
     })
+
+
+def alternate(plain, eco):
+    """A warm-up of each, then REPEATS alternating pairs (drift in the machine's speed hits both
+    alike): median seconds of each and their last results."""
+    plain(), eco()
+    plain_times, eco_times, out = [], [], [None, None]
+    for _ in range(REPEATS):
+        t, out[0] = timed(plain, repeats=1)
+        plain_times.append(t)
+        t, out[1] = timed(eco, repeats=1)
+        eco_times.append(t)
+    return statistics.median(plain_times), statistics.median(eco_times), out[0], out[1]
 
 
 if __name__ == "__main__":

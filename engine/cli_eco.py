@@ -17,6 +17,8 @@ def add_calibrate_parser(sub, add_model_args) -> None:
                           "prompt/rand_noise_first_n/0/1 (dims 0 = all; INIT in embedding std)")
     cal.add_argument("--target", type=float, default=None, help="forget-accuracy target (default: the floor + margin)")
     cal.add_argument("--steps", type=int, default=t.steps, help="ZO steps per candidate after the grid scan")
+    cal.add_argument("--grid", default=None, help="scan: multiples of each candidate's starting strength, "
+                     "comma-separated (default: 0.1,0.3,1,3,10,30,100)")
     cal.add_argument("--fluency-prompts", type=int, default=t.fluency_prompts)
     cal.add_argument("--min-unique-token-ratio", type=float, default=t.min_unique_token_ratio)
     cal.add_argument("--max-perplexity-ratio", type=float, default=t.max_perplexity_ratio)
@@ -28,10 +30,11 @@ def add_calibrate_parser(sub, add_model_args) -> None:
 
 
 def cmd_calibrate_eco(args) -> dict:
-    from .cli_args import _workbench, json_text
+    from .cli_args import _numbers, _workbench, json_text
     from .eco.tuning import parse_candidates
 
-    config = TuningConfig(target=args.target, steps=args.steps, fluency_prompts=args.fluency_prompts,
+    grid = {"grid": tuple(_numbers(args.grid, "grid multiples"))} if args.grid else {}
+    config = TuningConfig(**grid, target=args.target, steps=args.steps, fluency_prompts=args.fluency_prompts,
                           min_unique_token_ratio=args.min_unique_token_ratio,
                           max_perplexity_ratio=args.max_perplexity_ratio, gate=args.gate).validate()
     candidates = parse_candidates(args.candidate) if args.candidate else None  # fail before loading
