@@ -10,6 +10,8 @@ Everything the app, the benchmarks and the scripts use is imported from here (a 
         .compare(prompt, variants) -> iterator of {texts, done, metrics, diffs}: side by side
         .train("elm"|"sku", settings) -> record   a LoRA adapter that becomes that variant
         .load_adapter(folder_or_hub_id, key) / .set_negation(lam) / .adapters()
+        .sweep_scale("elm"|"sku", scales, split) -> {references, points}: the forget-retain front over
+                                         the adapter's scale (SKU: lambda), the shipped point marked
         .evaluate(variants, metrics, split) -> EvalResult;  .capsule(result);  .replay(capsule)
         .attack(variants, attacks, split, config=AttackConfig) -> AttackResult: metrics under attack
     The settings as dataclasses whose field metadata (help, min, max, choices) the UI and the CLI
@@ -28,6 +30,7 @@ from .eco.corruptions import list_corruptions
 from .eco.pipeline import GATES, UNITS, ECOConfig, embedding_std
 from .errors import error_line
 from .evaluation.runner import DEFAULT_METRICS, VARIANTS, EvalResult, evaluate
+from .evaluation.scale_front import DEFAULT_SCALES, MAX_SCALES
 from .lm.generation import GenerationConfig, GenerationStats, encode_prompt, generate, stream
 from .methods import METHODS, TrainingStopped, get_method, make_config
 from .evaluation.metrics import list_metrics
@@ -41,7 +44,7 @@ from .eco.zo import ZOConfig
 from .eco.tuning import CANDIDATES as ECO_CANDIDATES, TuningConfig
 
 __all__ = [
-    "ATTACKS", "AttackConfig", "ECO_CANDIDATES", "TuningConfig", "AttackResult", "DEFAULT_METRICS", "GATES", "METHODS", "SELECTION_MODES", "UNITS", "VARIANTS", "ClassifierConfig",
+    "ATTACKS", "AttackConfig", "DEFAULT_SCALES", "ECO_CANDIDATES", "MAX_SCALES", "TuningConfig", "AttackResult", "DEFAULT_METRICS", "GATES", "METHODS", "SELECTION_MODES", "UNITS", "VARIANTS", "ClassifierConfig",
     "ECOConfig", "EvalResult", "GenerationConfig", "GenerationStats", "LoadedModel", "ModelInfo",
     "ModelLoadError", "Preset", "PresetError", "TrainingStopped", "Workbench", "ZOConfig", "assess_gate",
     "cached_hub_models", "compare_gate_designs",

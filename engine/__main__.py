@@ -15,6 +15,7 @@ from .attacks import get_attack
 from .cli_args import (SELECTABLE, _add_config_args, _add_eco_args, _add_model_args,  # noqa: F401
                        _eco_config, _numbers, _values, _workbench, json_text)
 from .cli_eco import add_calibrate_parser, cmd_calibrate_eco
+from .cli_scale import add_scale_parser, cmd_sweep_scale
 from .eco.gate import check_prompt
 from .evaluation.runner import VARIANTS, check_names
 
@@ -112,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(tr)
 
     add_calibrate_parser(sub, _add_model_args)
+    add_scale_parser(sub, _add_model_args, _add_eco_args)
 
     presets = sub.add_parser("presets", help="list the presets and their sizes")
     presets.add_argument("--json", action="store_true")
@@ -273,7 +275,8 @@ def cmd_presets(args) -> dict:
 
 COMMANDS = {"generate": cmd_generate, "classify": cmd_classify, "select": cmd_select,
             "optimize": cmd_optimize, "sweep": cmd_sweep, "evaluate": cmd_evaluate, "attack": cmd_attack, "replay": cmd_replay,
-            "presets": cmd_presets, "train": cmd_train, "calibrate-eco": cmd_calibrate_eco}
+            "presets": cmd_presets, "train": cmd_train, "calibrate-eco": cmd_calibrate_eco,
+            "sweep-scale": cmd_sweep_scale}
 
 
 def _quiet() -> None:

@@ -51,14 +51,14 @@ def threshold(value) -> float | None:
     return None if value is None else finite("threshold", value, 0.0, 1.0)
 
 
-def number_list(name: str, values, lo: float, hi: float, whole: bool = False) -> list:
-    """A non-empty list of numbers (or "1,10,100" text), each checked, at most MAX_LIST of them."""
+def number_list(name: str, values, lo: float, hi: float, whole: bool = False, limit: int = MAX_LIST) -> list:
+    """A non-empty list of numbers (or "1,10,100" text), each checked, at most `limit` of them."""
     if isinstance(values, str):
         values = [v for v in values.split(",") if v.strip()]
     if not isinstance(values, (list, tuple)) or not values:
         raise ValueError(f"Give at least one value for {name}, e.g. 1,10,100.")
-    if len(values) > MAX_LIST:
-        raise ValueError(f"{name} has {len(values)} values; the limit is {MAX_LIST}.")
+    if len(values) > limit:
+        raise ValueError(f"{name} has {len(values)} values; the limit is {limit}.")
     if whole:
         return [integer(name, v.strip() if isinstance(v, str) else v, int(lo), int(hi)) for v in values]
     return [finite(name, v.strip() if isinstance(v, str) else v, lo, hi) for v in values]

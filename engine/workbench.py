@@ -4,9 +4,10 @@ It loads the model and the preset into a `Session` and composes the parts that w
 each readable alone: the `Gate` (eco/gate.py: the prompt classifier per preset), `Answers`
 (answers.py: prompts to streamed variant answers), `Adapters` (methods/adapters.py: ELM and SKU)
 and the `Evaluator` (evaluation/evaluator.py: evaluation, capsules, replay). The workbench's own
-verbs are the ECO probe measurements, the strength sweep and the zeroth-order search. Every verb
-that touches the model runs under the session's re-entrant lock, so requests from several users
-are serialised and none leaves state on the shared model. It knows nothing about Gradio.
+verbs are the ECO probe measurements, the strength sweep, the zeroth-order search and the sweep of
+an adapter's scale (evaluation/scale_front.py). Every verb that touches the model runs under the
+session's re-entrant lock, so requests from several users are serialised and none leaves state on
+the shared model. It knows nothing about Gradio.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from .data.presets import list_presets, load_preset
 from .eco import tuning, zo
 from .eco.gate import Gate
 from .eco.pipeline import ECO, ECOConfig, probe_summary
+from .evaluation import scale_front
 from .evaluation.evaluator import Evaluator
 from .lm.generation import GenerationConfig
 from .lm.models import DEFAULT_MODEL, LoadedModel, load_model
@@ -171,6 +173,24 @@ class Workbench:
     def train(self, method: str, settings: dict | None = None, preset: str | None = None,
               on_step=None, stop_event: threading.Event | None = None, out_dir: str | None = None) -> dict:
         return self.adapter_store.train(method, settings, preset, on_step, stop_event, out_dir)
+
+    def sweep_scale(self, method: str, scales, split: str = "test", preset: str | None = None, on_point=None,
+                    stop_event: threading.Event | None = None, eco: ECOConfig | None = None,
+                    batch_size: int = 32) -> dict:
+        """The forget-retain front of the preset's ELM or SKU variant over its inference-time scale
+        (SKU: lambda): forget/retain probe accuracy and retain perplexity at each scale, with
+        Original and ECO (the preset's default unless `eco` is given) as references and the
+        adapter's own scale marked `shipped` (engine/evaluation/scale_front.py). The adapter's
+        scale is never written: the model is the same after a sweep, a stop or an error."""
+        method, scales = scale_front.check_request(method, scales, split)
+        batch_size = checks.integer("batch_size", batch_size, 1, 512)
+        p = self.session.preset_for(preset)
+        eco = (eco or self.eco_default(p.name)).validate(self.session.hidden_size())
+        scale_front.adapter_of(self.session.switch(), method, p.name)  # before the gate is built
+        clf = self.gate.classifier(p.name) if eco.gate == "classifier" else None
+        with self.session.lock:
+            return scale_front.sweep_scale(self.session.model(), p, self.session.switch(), method, scales, split,
+                                           eco, clf, batch_size, on_point, stop_event)
 
     # ------------------------------------------------------------------ evaluation and capsules
     def evaluate(self, variants=("original", "eco"), metrics=None, split: str = "test",

@@ -131,3 +131,31 @@ def test_train_rejects_bad_settings_in_one_line():
 def test_generate_with_a_missing_adapter_variant_says_how_to_get_one(tiny_model_dir):
     res = cli("generate", "--prompt", "Hello", "--model", str(tiny_model_dir), "--variant", "elm", "--json")
     assert res.returncode != 0 and "train one" in res.stderr and res.stderr.count("\n") == 1
+
+
+def test_sweep_scale_prints_the_front_with_the_shipped_point_and_the_references(tiny_model_dir, tmp_path):
+    import torch
+    from peft import LoraConfig
+
+    from engine.cli_scale import front_table
+    from engine.lm.models import load_model
+    from engine.methods.variants import Variants
+
+    lm = load_model(str(tiny_model_dir), device="cpu", dtype="float32")
+    vs = Variants(lm)  # a tiny SKU adapter with lambda 1.5, saved in peft's layout
+    vs.create("sku-x", LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"], init_lora_weights=False), "sku")
+    record = {"method": "sku", "negation": 1.5}
+    vs.register("sku", "sku-x", "sku", record, scale=-1.5, preset="harry_potter")
+    vs.save("sku-x", tmp_path / "sku", record, dtype=torch.float32)
+    res = cli("sweep-scale", "--method", "sku", "--scales", "1,0", "--gate", "always", "--model", str(tiny_model_dir),
+              "--adapter", f"sku={tmp_path / 'sku'}", "--progress", "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert [r["name"] for r in out["references"]] == ["original", "eco"]
+    assert [(p["scale"], p["shipped"]) for p in out["points"]] == [(0.0, False), (1.0, False), (1.5, True)]
+    assert len([l for l in res.stderr.splitlines() if l.startswith("{")]) == 5  # --progress: one line per point
+    table = front_table(out).splitlines()
+    assert [l.split()[0] for l in table[2:7]] == ["Original", "ECO", "SKU", "SKU", "SKU"]
+    assert "shipped" in table[6] and "shipped" not in table[5]
+    res = cli("sweep-scale", "--method", "sku", "--scales", "0,1", "--model", str(tiny_model_dir), "--json")
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "No SKU adapter is loaded" in res.stderr

@@ -107,23 +107,38 @@ class Variants:
         self._state = (active, scale, train)
 
     @contextlib.contextmanager
-    def use(self, adapter: str | None, train: bool = False, negation: float | None = None):
+    def use(self, adapter: str | None, train: bool = False, negation: float | None = None,
+            scale: float | None = None):
         """Run the block with `adapter` active (None = base weights); restore the previous state.
 
-        `negation` overrides an SKU adapter's lambda for this block only (scale -negation)."""
+        `negation` overrides an SKU adapter's lambda for this block only (scale -negation); `scale`
+        overrides any adapter's LoRA scale for this block only. With an override, the adapter's
+        per-layer scaling is put back exactly as it was after the block; `Adapter.scale` is never
+        written."""
         if adapter is not None and adapter not in self.adapters:
             raise ValueError(f"No adapter named {adapter!r}; loaded: {', '.join(self.adapters) or 'none'}.")
         previous = self._state
-        scale = self.adapters[adapter].scale if adapter is not None else 1.0
+        applied = self.adapters[adapter].scale if adapter is not None else 1.0
         if negation is not None and adapter is not None and self.adapters[adapter].method == "sku":
-            scale = -checks.negation(negation)
+            applied = -checks.negation(negation)
+        if scale is not None and adapter is not None:
+            applied = checks.finite("The adapter scale", scale, -100, 100)
         if train:
-            scale = 1.0  # training always learns the positive delta
-        self._apply(adapter, scale, train)
+            applied = 1.0  # training always learns the positive delta
+        overridden = adapter is not None and (negation is not None or scale is not None)
+        saved = self._scalings(adapter) if overridden else []
+        self._apply(adapter, applied, train)
         try:
             yield self.lm.model
         finally:
             self._apply(*previous)
+            for layer, value in saved:
+                if adapter in layer.scaling:  # not deleted inside the block
+                    layer.scaling[adapter] = value
+
+    def _scalings(self, adapter: str) -> list:
+        """(layer, scaling) for every LoRA layer holding `adapter`: its live scale, to put back."""
+        return [(m, m.scaling[adapter]) for m in self._lora_layers() if adapter in getattr(m, "scaling", {})]
 
     # ------------------------------------------------------------------ adapters
     def new_name(self, method: str) -> str:
