@@ -1,4 +1,5 @@
-"""Turn engine exceptions into one clear sentence in the UI (gr.Error)."""
+"""Turn engine exceptions into one clear sentence in the UI: a gr.Error toast (`ui_errors`), or, for a
+handler with a status line, that line, leaving every other output as it was (`in_place`)."""
 from __future__ import annotations
 
 import functools
@@ -8,6 +9,8 @@ import logging
 import gradio as gr
 
 from engine import error_line
+
+from . import texts
 
 log = logging.getLogger("lethe.app")
 USER_ERRORS = (ValueError, KeyError, RuntimeError, OSError, TypeError)
@@ -46,3 +49,28 @@ def ui_errors(fn):
         except Exception as exc:
             _raise_ui(exc)
     return wrapper
+
+
+def in_place(n_outputs: int):
+    """Wrap a generator handler whose last of `n_outputs` outputs is a status line: a user's mistake
+    keeps every other output as it was and says why in that line (no error badge on each output,
+    no toast that fades); a bug still reaches the user as gr.Error."""
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except USER_ERRORS as exc:
+                log.warning("request refused: %s", _message(exc))
+                yield (*[gr.skip()] * (n_outputs - 1), status(_message(exc)))
+            except Exception as exc:
+                _raise_ui(exc)
+        return wrapper
+    return decorate
+
+
+def status(message: str) -> str:
+    """A status line's text (Markdown) for one refused request."""
+    return texts.STATUS_ERROR.format(message=message)

@@ -1,22 +1,24 @@
 """Compare tab: one prompt, Original / ECO / ELM / SKU streamed together from one shared model,
-quick metrics under each column and a word diff against Original."""
+then the gate's decision, the quick metrics as one table (best per row marked) and each answer's
+word diff against Original, read inline. A refused prompt is explained in place; the outputs stay."""
 from __future__ import annotations
 
-import math
 import threading
 
 import gradio as gr
 
 from engine import ECOConfig, GenerationConfig, checks
 
-from .. import texts
+from .. import render, texts
 from ..eco_controls import DEFAULTS as D
 from ..eco_controls import from_api
-from ..errors import ui_errors
+from ..errors import in_place, ui_errors
+from ..examples import first_prompt, prompt_examples
 from ..gpu import gpu
-from .playground import check_tokens
+from .playground import check_tokens, gate_line
 
 COLUMNS = ("original", "eco", "elm", "sku")
+DIFFED = COLUMNS[1:]  # each read against Original
 
 
 def build(workbench, settings) -> dict:
@@ -24,39 +26,44 @@ def build(workbench, settings) -> dict:
     with gr.Tab(texts.COMPARE_TAB, id="compare"):
         gr.Markdown(texts.COMPARE_HELP)
         with gr.Row():
-            tb_prompt = gr.Textbox(label=texts.PROMPT, placeholder=texts.PROMPT_PLACEHOLDER, lines=2, scale=4,
-                                   elem_id="compare-prompt")
+            with gr.Column(scale=4):
+                tb_prompt = gr.Textbox(label=texts.PROMPT, placeholder=texts.PROMPT_PLACEHOLDER, lines=2,
+                                       elem_id="compare-prompt", value=first_prompt(workbench))
+                ex_prompts = prompt_examples(workbench, tb_prompt, "compare-examples")
             with gr.Column(scale=1):
                 sl_tokens = gr.Slider(1, max_tokens, value=min(64, max_tokens), step=1, label=texts.MAX_NEW_TOKENS)
                 sl_negation = gr.Slider(0, 4, value=1.0, step=0.05, label=texts.NEGATION, elem_id="sl-negation")
         with gr.Row():
             btn_compare = gr.Button(texts.COMPARE, variant="primary", elem_id="btn-compare")
             btn_stop = gr.Button(texts.STOP, variant="stop")
-        outs, quick, diffs = {}, {}, {}
+        md_status = gr.Markdown("", elem_id="cmp-status", elem_classes="lethe-status")
+        md_gate = gr.Markdown("", elem_id="cmp-gate", elem_classes="lethe-gate")
+        outs = {}
         with gr.Row():
             for name in COLUMNS:
-                with gr.Column(min_width=200):
-                    outs[name] = gr.Textbox(label=texts.COLUMN_TITLES[name], lines=9, interactive=False,
-                                            elem_id=f"cmp-{name}", elem_classes="lethe-output")
-                    quick[name] = gr.Markdown("", elem_id=f"cmp-{name}-metrics", elem_classes="lethe-speed")
-                    diffs[name] = gr.HighlightedText(label=f"{texts.COLUMN_TITLES[name]} vs Original",
-                                                     combine_adjacent=True, show_legend=False,
-                                                     color_map={"added": "green", "removed": "red"},
-                                                     elem_id=f"cmp-{name}-diff")
-    return dict(tb_prompt=tb_prompt, sl_tokens=sl_tokens, sl_negation=sl_negation, btn_compare=btn_compare,
-                btn_stop=btn_stop, outs=outs, quick=quick, diffs=diffs)
+                outs[name] = gr.Textbox(label=texts.COLUMN_TITLES[name], lines=9, interactive=False,
+                                        elem_id=f"cmp-{name}", elem_classes="lethe-output", min_width=200)
+        ht_metrics = gr.HTML(render.note(texts.METRICS_EMPTY), elem_id="cmp-metrics")
+        diffs = {}
+        with gr.Row():
+            for name in DIFFED:
+                diffs[name] = gr.HTML(diff_panel(name, None), elem_id=f"cmp-{name}-diff", min_width=200)
+    return dict(tb_prompt=tb_prompt, ex_prompts=ex_prompts, sl_tokens=sl_tokens, sl_negation=sl_negation,
+                btn_compare=btn_compare, btn_stop=btn_stop, md_status=md_status, md_gate=md_gate, outs=outs,
+                ht_metrics=ht_metrics, diffs=diffs)
 
 
-def _fmt(x, spec=".3g") -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+def diff_panel(name: str, spans) -> str:
+    title = f'<div class="lethe-diff-title">{render.esc(texts.DIFF_TITLE.format(name=texts.COLUMN_TITLES[name]))}</div>'
+    if spans is None:
+        return title + render.note(texts.DIFF_EMPTY)
+    if isinstance(spans, str):  # no adapter for this variant
+        return title + render.note(spans)
+    return title + render.diff_html(spans) + render.diff_legend()
 
 
-def quick_line(row: dict) -> str:
-    gate = ""
-    if row.get("gate_score") is not None and row["variant"].startswith("eco"):
-        gate = texts.GATE_SCORE.format(score=row["gate_score"], gated=" → corrupted" if row["gated"] else "") + " · "
-    return gate + texts.QUICK_METRICS.format(ppl=_fmt(row["perplexity"]), utr=_fmt(row["unique_token_ratio"], ".2f"),
-                                             kw=", ".join(row["keywords"]) or "none")
+def gate_text(gate: dict | None, mode: str) -> str:
+    return texts.COMPARE_GATE.format(line=gate_line(gate, mode)) if gate else ""
 
 
 def wire(ui: dict, workbench, settings, playground: dict) -> None:
@@ -67,21 +74,29 @@ def wire(ui: dict, workbench, settings, playground: dict) -> None:
         config = GenerationConfig(max_new_tokens=checks.integer("max_new_tokens", max_new_tokens, 1, 4096))
         return workbench.compare(prompt, COLUMNS, config, cfg, stop_event=threading.Event(), negation=negation)
 
-    @ui_errors
+    outputs = [*ui["outs"].values(), ui["md_gate"], ui["ht_metrics"], *ui["diffs"].values(), ui["md_status"]]
+
+    @in_place(len(outputs))
     @gpu
     def compare(prompt, max_new_tokens, negation, *eco_values):
-        for rec in records(prompt, max_new_tokens, negation, eco_controls.config(*eco_values)):
+        cfg = eco_controls.config(*eco_values)
+        first = True
+        for rec in records(prompt, max_new_tokens, negation, cfg):
             shown = dict(zip(rec["variants"], rec["texts"]))
             outs = [shown.get(n, texts.NO_ADAPTER.format(name=texts.COLUMN_TITLES[n])) for n in COLUMNS]
             if not rec["done"]:
-                yield (*outs, *[gr.skip()] * (2 * len(COLUMNS)))
+                rest = ("", render.note(texts.METRICS_EMPTY), *[diff_panel(n, None) for n in DIFFED]) if first \
+                    else (gr.skip(),) * (2 + len(DIFFED))
+                first = False
+                yield (*outs, *rest, "")
                 continue
             rows = dict(zip(rec["variants"], rec["metrics"]))
             diffs = dict(zip(rec["variants"], rec["diffs"]))
-            yield (*outs, *[quick_line(rows[n]) if n in rows else "" for n in COLUMNS],
-                   *[diffs.get(n, []) for n in COLUMNS])
+            yield (*outs, gate_text(rec["gate"], cfg.gate),
+                   render.metrics_table(rows, list(COLUMNS), texts.COLUMN_TITLES),
+                   *[diff_panel(n, diffs.get(n, texts.NO_ADAPTER.format(name=texts.COLUMN_TITLES[n])))
+                     for n in DIFFED], "")
 
-    outputs = [*ui["outs"].values(), *ui["quick"].values(), *ui["diffs"].values()]
     inputs = [ui["tb_prompt"], ui["sl_tokens"], ui["sl_negation"], *eco_controls.inputs]
     run = ui["btn_compare"].click(compare, inputs, outputs, api_name="ui_compare", api_visibility="private",
                                   concurrency_id="model")

@@ -29,7 +29,8 @@ def build(workbench, settings) -> dict:
         with gr.Row():
             btn_eval = gr.Button(texts.RUN_EVAL, variant="primary", elem_id="btn-eval")
             btn_stop = gr.Button(texts.STOP, variant="stop")
-        df_results = gr.Dataframe(label="results", interactive=False, elem_id="df-results")
+        df_results = gr.Dataframe(headers=[texts.RESULTS_EMPTY], label="results", interactive=False,
+                                  elem_id="df-results")
         with gr.Row():
             pl_bars = gr.Plot(elem_id="plot-bars")
             pl_scatter = gr.Plot(elem_id="plot-scatter")

@@ -57,8 +57,9 @@ def wire(ui: dict, workbench, settings) -> None:
 
     ui["btn_load"].click(load_with_progress, [ui["dd_model"], ui["dd_device"], ui["dd_dtype"]], ui["js_info"],
                          api_name="ui_load_model", api_visibility="private", concurrency_id="model")
-    ui["dd_preset"].change(load_preset, ui["dd_preset"], ui["js_preset"], api_name="ui_load_preset",
-                           api_visibility="private")
+    # other tabs follow a new preset with .then on ui["ev_preset"] (their examples, the showcase)
+    ui["ev_preset"] = ui["dd_preset"].change(load_preset, ui["dd_preset"], ui["js_preset"],
+                                             api_name="ui_load_preset", api_visibility="private")
     # the API takes plain names, checked above with one sentence for anything else
     gr.api(load_model, api_name="load_model", concurrency_id="model")
     gr.api(load_preset, api_name="load_preset")

@@ -45,7 +45,7 @@ def build(workbench, settings) -> dict:
             btn_sweep = gr.Button(texts.RUN_SWEEP, variant="primary", elem_id="btn-sweep")
             btn_sweep_stop = gr.Button(texts.STOP, variant="stop")
         pl_sweep = gr.Plot(label="sweep", elem_id="plot-sweep")
-        df_sweep = gr.Dataframe(label="points", interactive=False)
+        df_sweep = gr.Dataframe(headers=[texts.SWEEP_EMPTY], label="points", interactive=False)
     return dict(nb_init=nb_init, nb_lr=nb_lr, nb_eps=nb_eps, nb_min=nb_min, nb_steps=nb_steps,
                 nb_target=nb_target, dd_metric=dd_metric, btn_zo=btn_zo, btn_zo_stop=btn_zo_stop,
                 btn_apply=btn_apply, md_best=md_best, pl_zo=pl_zo, js_zo=js_zo, st_best=st_best,

@@ -1,5 +1,6 @@
-"""Playground tab: a prompt, the gate's score, the selected tokens, ECO's knobs, and the Original
-and ECO answers streamed side by side."""
+"""Playground tab: a prompt (the preset's examples under it), the gate's score, the selected tokens,
+ECO's knobs, and the Original and ECO answers streamed side by side. A refused prompt is explained
+in the status line under the buttons; the answers stay as they were."""
 from __future__ import annotations
 
 import threading
@@ -11,7 +12,8 @@ from engine import ECOConfig, GenerationConfig, checks
 from .. import texts
 from ..eco_controls import DEFAULTS as D
 from ..eco_controls import ECOControls, eco_config, from_api, gate_threshold
-from ..errors import ui_errors
+from ..errors import in_place, ui_errors
+from ..examples import first_prompt, prompt_examples
 from ..gpu import gpu
 
 
@@ -19,13 +21,16 @@ def build(workbench, settings) -> dict:
     max_tokens = settings.get("max_new_tokens_cap", 512)
     hidden = workbench.lm.model.config.hidden_size if workbench.lm is not None else 4096
     with gr.Tab(texts.PLAYGROUND_TAB, id="playground"):
+        gr.Markdown(texts.PLAYGROUND_HELP)
         with gr.Row():
             with gr.Column(scale=3):
                 tb_prompt = gr.Textbox(label=texts.PROMPT, placeholder=texts.PROMPT_PLACEHOLDER, lines=2,
-                                       elem_id="prompt")
+                                       elem_id="prompt", value=first_prompt(workbench))
+                ex_prompts = prompt_examples(workbench, tb_prompt, "play-examples")
                 with gr.Row():
                     btn_generate = gr.Button(texts.GENERATE, variant="primary", elem_id="btn-generate")
                     btn_stop = gr.Button(texts.STOP, variant="stop", elem_id="btn-stop")
+                md_status = gr.Markdown("", elem_id="play-status", elem_classes="lethe-status")
                 md_gate = gr.Markdown("", elem_id="gate-status", elem_classes="lethe-gate")
                 ht_tokens = gr.HighlightedText(label=texts.TOKENS, combine_adjacent=False, show_legend=True,
                                                elem_id="tokens", interactive=False)
@@ -45,7 +50,8 @@ def build(workbench, settings) -> dict:
         md_speed = gr.Markdown("", elem_id="speed", elem_classes="lethe-speed")
         st_manual = gr.State(None)  # None = automatic selection, else the selected token indices
         st_shown = gr.State([])  # token index of each displayed HighlightedText entry
-    return dict(tb_prompt=tb_prompt, btn_generate=btn_generate, btn_stop=btn_stop, md_gate=md_gate,
+    return dict(tb_prompt=tb_prompt, ex_prompts=ex_prompts, md_status=md_status, btn_generate=btn_generate,
+                btn_stop=btn_stop, md_gate=md_gate,
                 ht_tokens=ht_tokens, eco=eco, sl_tokens=sl_tokens, sl_temperature=sl_temperature,
                 sl_top_p=sl_top_p, nb_seed=nb_seed, tb_original=tb_original, tb_eco=tb_eco, md_speed=md_speed,
                 st_manual=st_manual, st_shown=st_shown)
@@ -81,7 +87,8 @@ def manual_config(cfg: ECOConfig) -> ECOConfig:
     return ECOConfig.from_dict({**cfg.to_dict(), "selection": "manual"})
 
 
-def wire(ui: dict, workbench, settings) -> None:
+def wire(ui: dict, workbench, settings, demo: gr.Blocks | None = None) -> None:
+    """Wire the tab; with `demo`, the first prompt's gate line and tokens show as the page loads."""
     eco_controls = ui["eco"]
 
     @ui_errors
@@ -135,10 +142,11 @@ def wire(ui: dict, workbench, settings) -> None:
                            for name, s in zip(("Original", "ECO"), run.stats))
         yield texts_[0], texts_[1], gate, speed
 
-    @ui_errors
+    @in_place(5)
     def generate(prompt, manual, max_new_tokens, temperature, top_p, seed, *eco_values):
         cfg = eco_controls.config(*eco_values)
-        yield from answers(prompt, manual, max_new_tokens, temperature, top_p, seed, cfg)
+        for out in answers(prompt, manual, max_new_tokens, temperature, top_p, seed, cfg):
+            yield (*out, "")
 
     @ui_errors
     @gpu
@@ -156,7 +164,7 @@ def wire(ui: dict, workbench, settings) -> None:
 
     gen_inputs = [ui["tb_prompt"], ui["st_manual"], ui["sl_tokens"], ui["sl_temperature"], ui["sl_top_p"],
                   ui["nb_seed"], *eco_controls.inputs]
-    outputs = [ui["tb_original"], ui["tb_eco"], ui["md_gate"], ui["md_speed"]]
+    outputs = [ui["tb_original"], ui["tb_eco"], ui["md_gate"], ui["md_speed"], ui["md_status"]]
     run = ui["btn_generate"].click(generate, gen_inputs, outputs, api_name="ui_generate", api_visibility="private",
                                    concurrency_id="model")
     sub = ui["tb_prompt"].submit(generate, gen_inputs, outputs, api_name="ui_generate_submit",
@@ -168,6 +176,9 @@ def wire(ui: dict, workbench, settings) -> None:
     ui["tb_prompt"].change(reset_manual, None, ui["st_manual"], api_visibility="private", queue=False).then(
         inspect, inspect_inputs, inspect_outputs, api_visibility="private", trigger_mode="always_last",
         show_progress="hidden", concurrency_id="light", concurrency_limit=2)
+    if demo is not None:
+        demo.load(inspect, inspect_inputs, inspect_outputs, api_visibility="private", show_progress="hidden",
+                  concurrency_id="light", concurrency_limit=2)
     for comp in (eco_controls[name] for name in ("selection", "entity_types", "gate", "threshold")):
         comp.change(reset_manual, None, ui["st_manual"], api_visibility="private", queue=False).then(
             inspect, inspect_inputs, inspect_outputs, api_visibility="private", concurrency_id="light",
@@ -176,7 +187,7 @@ def wire(ui: dict, workbench, settings) -> None:
                            [ui["st_manual"], ui["md_gate"], ui["ht_tokens"], ui["st_shown"], ui["md_speed"]],
                            api_visibility="private", concurrency_id="light", concurrency_limit=2)
     eco_controls.wire()
-    for knob in (eco_controls.strength_slider, eco_controls["dims"]):  # releasing a knob re-runs ECO
+    for knob in (eco_controls["strength"], eco_controls["dims"]):  # releasing a knob re-runs ECO
         knob.release(generate_eco, gen_inputs, [ui["tb_eco"], ui["md_gate"]], api_visibility="private",
                      concurrency_id="model", trigger_mode="always_last")
     eco_controls["corruption"].change(generate_eco, gen_inputs, [ui["tb_eco"], ui["md_gate"]],

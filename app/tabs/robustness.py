@@ -58,7 +58,8 @@ def build(workbench, settings) -> dict:
         with gr.Row():
             btn_attack = gr.Button(texts.RUN_ATTACK, variant="primary", elem_id="btn-attack")
             btn_stop = gr.Button(texts.STOP, variant="stop", elem_id="btn-attack-stop")
-        df_attack = gr.Dataframe(label=texts.ATTACK_TABLE, interactive=False, elem_id="df-attack")
+        df_attack = gr.Dataframe(headers=[texts.ATTACK_EMPTY], label=texts.ATTACK_TABLE, interactive=False,
+                                 elem_id="df-attack")
         with gr.Row():
             pl_heatmap = gr.Plot(elem_id="plot-attack-heatmap")
             pl_gate = gr.Plot(elem_id="plot-gate-recall")
