@@ -52,5 +52,8 @@ def front_table(result: dict) -> str:
     n = result["references"][0] if result["references"] else {}
     tail = (f"n: {n.get('n_forget')} forget probes, {n.get('n_retain')} retain probes, "
             f"{n.get('n_passages')} retain passages; {result['seconds']:g} s")
+    e = result["eco"]
+    eco = (f"ECO: {e['corruption']}, dims {e['dims'] or 'all'}, strength {e['strength']:g} {e['strength_unit']}, "
+           f"selection {e['selection']}, gate {e['gate']}")
     stopped = "\nstopped before the last point" if result["stopped"] else ""
-    return "\n".join([head, *rows, tail]) + stopped
+    return "\n".join([head, *rows, tail, eco]) + stopped

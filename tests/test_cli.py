@@ -156,6 +156,6 @@ def test_sweep_scale_prints_the_front_with_the_shipped_point_and_the_references(
     assert len([l for l in res.stderr.splitlines() if l.startswith("{")]) == 5  # --progress: one line per point
     table = front_table(out).splitlines()
     assert [l.split()[0] for l in table[2:7]] == ["Original", "ECO", "SKU", "SKU", "SKU"]
-    assert "shipped" in table[6] and "shipped" not in table[5]
+    assert "shipped" in table[6] and "shipped" not in table[5] and table[-1].endswith("gate always")
     res = cli("sweep-scale", "--method", "sku", "--scales", "0,1", "--model", str(tiny_model_dir), "--json")
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "No SKU adapter is loaded" in res.stderr
