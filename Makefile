@@ -7,7 +7,7 @@ PIP    := $(BIN)/python -m pip
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup run test browser lock mutation bench space clean-venv
+.PHONY: setup run test browser lock mutation bench screenshots space clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ mutation: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/run_all.py
+
+# docs/screenshots/<tab>.png: every tab after its first typical action, on the default model (~15 min on 2 cores)
+screenshots: $(VENV)/.installed browser
+	HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false $(BIN)/python scripts/screenshots.py $(ARGS)
 
 space:  ## a Hugging Face Space folder in dist/space (front matter + the committed tree + locked requirements)
 	rm -rf dist/space && mkdir -p dist/space

@@ -2,6 +2,7 @@
 in the page lets a visitor switch on remote code."""
 import pytest
 
+from scripts.screenshots import shoot
 from tests.conftest import ARTIFACTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
@@ -20,4 +21,4 @@ def test_model_tab_offers_only_allowed_models_and_no_remote_code_switch(server, 
     assert shown[0] == "default" and not any(o.startswith(("/", ".", "~")) for o in shown), shown
     text = page.locator("body").inner_text().lower()
     assert "remote code" not in text and "trust" not in text
-    page.screenshot(path=str(ARTIFACTS / "model.png"), full_page=True)
+    shoot(page, ARTIFACTS / "model.png")

@@ -1,6 +1,7 @@
 """The Playground in a real browser: gate score, highlighted tokens, Original and ECO streamed."""
 import pytest
 
+from scripts.screenshots import shoot
 from tests.conftest import ARTIFACTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
@@ -32,13 +33,15 @@ def test_harry_potter_prompt_shows_score_tokens_and_both_outputs(server, page):
     orig_text, eco_text = original.input_value(), eco.input_value()
     assert "harry" in orig_text.lower()
     assert eco_text and eco_text != orig_text
-    page.screenshot(path=str(ARTIFACTS / "playground.png"), full_page=True)
+    shoot(page, ARTIFACTS / "playground.png")
 
 
-def test_empty_prompt_shows_a_clear_error(server, page):
+def test_an_empty_prompt_is_explained_in_place(server, page):
     page.goto(server)
+    page.locator("#prompt textarea").fill("")
     page.locator("#btn-generate").click()
-    page.get_by_text("The prompt is empty").first.wait_for(timeout=30_000)
+    page.locator("#play-status").get_by_text("The prompt is empty").wait_for(timeout=30_000)
+    assert page.get_by_text("Error", exact=True).count() == 0
 
 
 def test_api_endpoints(server):

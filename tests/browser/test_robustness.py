@@ -4,33 +4,17 @@ One attack only: the limit bounds the generated answers, but every attack still 
 split's probes, which takes minutes on the default model on a CPU."""
 import pytest
 
+from scripts.screenshots import robustness, shoot
 from tests.conftest import ARTIFACTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
-VARIANTS = {"original": True, "eco": True, "elm": False, "sku": False, "eco+elm": False, "eco+sku": False}
 ATTACKS = ("jailbreak",)
 
 
 def test_robustness_tab_attacks_fill_the_table_heatmap_and_examples(server, page):
     page.goto(server)
     page.get_by_role("tab", name="Robustness").click()
-    variants, attacks = page.locator("#cg-attack-variants"), page.locator("#cg-attacks")
-    for name, on in VARIANTS.items():
-        box = variants.get_by_label(name, exact=True)
-        box.check() if on else box.uncheck()
-    for box in attacks.get_by_role("checkbox").all():
-        box.uncheck()
-    for name in ATTACKS:
-        attacks.get_by_label(name, exact=True).check()
-    page.get_by_text("Attack settings").click()
-    limit = page.locator("#attack-limit input")
-    limit.fill("2")
-    limit.press("Tab")
-    page.locator("#btn-attack").click()
-
-    # the table and the heat-map grow after each attack: wait for the last attack's rows
-    page.wait_for_function("() => document.querySelector('#df-attack').innerText.includes('jailbreak')",
-                           timeout=500_000)
+    robustness(page, ATTACKS, limit=2)  # the screenshot's step: Original and ECO, up to the last rows
     page.locator("#plot-attack-heatmap .js-plotly-plot").first.wait_for(timeout=10_000)
     table = page.locator("#df-attack")
     shown = table.inner_text()
@@ -42,4 +26,4 @@ def test_robustness_tab_attacks_fill_the_table_heatmap_and_examples(server, page
     examples = page.locator("#attack-examples")
     examples.get_by_text("original →").first.wait_for(timeout=10_000)
     assert "attacked prompt" in examples.inner_text()  # the legend names the prompt's spans
-    page.screenshot(path=str(ARTIFACTS / "robustness.png"), full_page=True)
+    shoot(page, ARTIFACTS / "robustness.png")
