@@ -71,13 +71,22 @@ def strength_line(workbench, strength, unit) -> str:
     return texts.STRENGTH_BOTH.format(absolute=absolute, relative=relative, std=std)
 
 
+def preset_defaults(workbench, preset: str | None = None) -> SimpleNamespace:
+    """The controls' values for a preset's ECO default (its calibrated `eco:` block), else DEFAULTS."""
+    try:
+        cfg = workbench.eco_default(preset)
+    except (RuntimeError, ValueError):
+        return DEFAULTS
+    return SimpleNamespace(**{name: ui_value(name, getattr(cfg, name)) for name in NAMES})
+
+
 class ECOControls:
     """ECO's controls, one per setting in NAMES (the strength a slider with its number box, at most
     STRENGTH_SLIDER_MAX), and a line with the strength in both units. Build inside a Blocks layout."""
 
     def __init__(self, workbench, hidden_size: int):
         self.workbench = workbench
-        d = DEFAULTS
+        d = preset_defaults(workbench)
 
         def control(name, **kwargs):
             return field_control(FIELDS[name], getattr(d, name), **kwargs)
@@ -106,6 +115,11 @@ class ECOControls:
 
     def __getitem__(self, name: str):
         return self.controls[name]
+
+    def preset_values(self, preset: str | None) -> list:
+        """The inputs' values for a preset's ECO default (when the Model tab switches presets)."""
+        d = preset_defaults(self.workbench, preset or None)
+        return [getattr(d, name) for name in NAMES]
 
     def config(self, *values) -> ECOConfig:
         """The ECOConfig of the inputs' values (in the order of `.inputs`)."""

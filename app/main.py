@@ -44,6 +44,9 @@ def build_app(workbench, settings: dict | None = None) -> gr.Blocks:
         evaluate_tab.wire(ev, workbench, settings, playground=play)
         robustness_tab.wire(rob, workbench, settings, playground=play)
         model_tab.wire(model, workbench, settings)
+        # a new preset brings its own calibrated ECO default into the Playground's controls
+        model["dd_preset"].change(play["eco"].preset_values, model["dd_preset"], play["eco"].inputs,
+                                  api_visibility="private", queue=False)
         follow_preset(model["ev_preset"], workbench, play, cmp, show)
     # model-bound events share concurrency_id="model": one at a time on the shared model
     demo.queue(default_concurrency_limit=1, max_size=settings.get("queue_size", 64))

@@ -119,3 +119,66 @@ def gate_recall_bars(table, attacks: list[str] | None = None, metric: str = "for
     fig.update_layout(title="Gate recall on attacked forget prompts (higher = the gate still fires)",
                       barmode="group", yaxis_title=metric.replace("_", " "), yaxis_range=[0, 1.05], **LAYOUT)
     return fig
+
+
+def calibration_front(points: list[dict], reference: dict | None = None, chosen: dict | None = None,
+                      min_unique: float | None = None) -> go.Figure:
+    """ECO calibration's front: forget accuracy (x) against the answers' unique-token ratio (y), one
+    colour per candidate, filled markers where the answers were fluent; Original and the chosen
+    setting marked. Lower-left forgets; higher keeps answers varied."""
+    fig = go.Figure()
+    for cand in dict.fromkeys(p["candidate"] for p in points):
+        pts = [p for p in points if p["candidate"] == cand]
+        fig.add_trace(go.Scatter(
+            x=[p["forget_accuracy"] for p in pts], y=[p["unique_token_ratio"] for p in pts], mode="markers",
+            name=cand, marker=dict(size=9, symbol=["circle" if p["fluent"] else "circle-open" for p in pts]),
+            text=[f"σ {p['strength']:.3g} std · perplexity ×{p['perplexity_ratio']:.2f}" for p in pts],
+            hovertemplate="%{text}<br>forget %{x:.3f} · unique %{y:.3f}<extra></extra>"))
+    if reference:
+        o = reference["original"]
+        fig.add_trace(go.Scatter(x=[o["forget_accuracy"]], y=[o["unique_token_ratio"]], mode="markers+text",
+                                 name="Original", text=["Original"], textposition="top center",
+                                 marker=dict(size=12, symbol="diamond", color="black")))
+        fig.add_vline(x=reference["target"], line=dict(color="red", width=1, dash="dot"),
+                      annotation_text="forget target")
+    if chosen:
+        fig.add_trace(go.Scatter(x=[chosen["forget_accuracy"]], y=[chosen["unique_token_ratio"]], mode="markers",
+                                 name="chosen", marker=dict(size=18, symbol="star", color="gold",
+                                                            line=dict(color="black", width=1))))
+    if min_unique is not None:
+        fig.add_hline(y=min_unique, line=dict(color="gray", width=1, dash="dash"), annotation_text="fluency floor")
+    fig.update_layout(title="ECO calibration: forget accuracy vs fluency", xaxis_title="forget probe accuracy",
+                      yaxis_title="unique-token ratio of answers", xaxis_range=[0, 1.05], **LAYOUT)
+    return fig
+
+
+def scale_front(result: dict) -> go.Figure:
+    """An adapter's forget-retain front over its inference-time scale (SKU: λ): forget probe accuracy
+    (x) against retain probe accuracy (y), the curve in scale order, the shipped scale starred,
+    Original and ECO as reference points. Upper-left forgets and keeps."""
+    knob = "λ" if result.get("knob") == "lambda" else "scale"
+    pts = result.get("points", [])
+    fig = go.Figure()
+    if pts:
+        fig.add_trace(go.Scatter(
+            x=[p["forget_accuracy"] for p in pts], y=[p["retain_accuracy"] for p in pts], mode="lines+markers+text",
+            name=result["method"].upper(), text=[f"{knob} {p['scale']:g}" for p in pts], textposition="bottom right",
+            customdata=[p["retain_perplexity"] for p in pts],
+            hovertemplate="%{text}<br>forget %{x:.3f} · retain %{y:.3f}<br>retain perplexity %{customdata:.2f}"
+                          "<extra></extra>"))
+    shipped = [p for p in pts if p.get("shipped")]
+    if shipped:
+        s = shipped[0]
+        fig.add_trace(go.Scatter(x=[s["forget_accuracy"]], y=[s["retain_accuracy"]], mode="markers",
+                                 name=f"shipped ({knob} {s['scale']:g})",
+                                 marker=dict(size=18, symbol="star", color="gold", line=dict(color="black", width=1))))
+    for ref, symbol in zip(result.get("references", []), ("diamond", "square")):
+        fig.add_trace(go.Scatter(x=[ref["forget_accuracy"]], y=[ref["retain_accuracy"]], mode="markers+text",
+                                 name=ref["name"].upper() if ref["name"] == "eco" else ref["name"].capitalize(),
+                                 text=[ref["name"].upper() if ref["name"] == "eco" else "Original"],
+                                 textposition="top center", marker=dict(size=12, symbol=symbol, color="black")))
+    fig.add_vline(x=0.25, line=dict(color="red", width=1, dash="dot"), annotation_text="chance")
+    fig.update_layout(title=f"{result.get('method', '').upper()} front over its {knob} "
+                            "(upper-left: forgets and keeps)", xaxis_title="forget probe accuracy",
+                      yaxis_title="retain probe accuracy", xaxis_range=[0, 1.05], yaxis_range=[0, 1.05], **LAYOUT)
+    return fig

@@ -117,7 +117,7 @@ def test_settings_at_the_edges_of_their_ranges_are_accepted(good):
 
 def test_config_record_lists_every_field_with_entity_types_as_a_list():
     d = ECOConfig(entity_types=("PERSON", "GPE")).to_dict()
-    assert d == {"corruption": "rand_noise_first_n", "dims": 0, "strength": 100.0, "strength_unit": "absolute",
+    assert d == {"corruption": "rand_noise_first_n", "dims": 0, "strength": 30.0, "strength_unit": "std",
                  "selection": "prompt", "entity_types": ["PERSON", "GPE"], "fallback": "prompt",
                  "gate": "classifier", "threshold": None, "seed": 0, "corrupt_answer": False, "token_model": None}
     assert type(d["entity_types"]) is list
@@ -139,7 +139,7 @@ def test_with_strength_returns_a_copy_with_only_the_strength_changed():
     base = ECOConfig(gate="always", dims=4, seed=2)
     moved = base.with_strength(7)
     assert moved == ECOConfig(gate="always", dims=4, seed=2, strength=7.0)
-    assert type(moved.strength) is float and base.strength == 100.0
+    assert type(moved.strength) is float and base.strength == 30.0
 
 
 # ---------------------------------------------------------------------------- strength units

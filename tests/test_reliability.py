@@ -285,7 +285,8 @@ def test_every_stable_api_name_is_served_under_its_own_name(app_server):
 
     names = set(Client(app_server[0], verbose=False).view_api(return_format="dict", print_info=False)["named_endpoints"])
     stable = {"/classify", "/select_tokens", "/generate", "/compare", "/sweep", "/optimize", "/train", "/evaluate",
-              "/attack", "/export_run", "/replay_run", "/load_model", "/load_preset"}
+              "/attack", "/export_run", "/replay_run", "/load_model", "/load_preset", "/calibrate_eco",
+              "/sweep_scale"}
     assert names == stable, names ^ stable
 
 

@@ -14,6 +14,7 @@ from engine import DEFAULT_METRICS, VARIANTS, checks, list_metrics, load_capsule
 from .. import plots, texts
 from ..errors import ui_errors
 from ..jobs import run_job
+from . import scale_sweep
 
 
 def build(workbench, settings) -> dict:
@@ -41,7 +42,8 @@ def build(workbench, settings) -> dict:
         btn_export = gr.Button(texts.EXPORT_RUN)
         js_replay = gr.JSON(label=texts.REPLAY_RESULT)
         st_capsule = gr.State(None)
-    return dict(btn_export=btn_export, st_capsule=st_capsule, dd_preset=dd_preset, dd_split=dd_split, cg_variants=cg_variants, cg_metrics=cg_metrics,
+        scale = scale_sweep.build(workbench, settings)
+    return dict(scale=scale, btn_export=btn_export, st_capsule=st_capsule, dd_preset=dd_preset, dd_split=dd_split, cg_variants=cg_variants, cg_metrics=cg_metrics,
                 btn_eval=btn_eval, btn_stop=btn_stop, df_results=df_results, pl_bars=pl_bars,
                 pl_scatter=pl_scatter, fl_csv=fl_csv, fl_capsule=fl_capsule, fl_import=fl_import,
                 js_replay=js_replay)
@@ -102,3 +104,4 @@ def wire(ui: dict, workbench, settings, playground: dict) -> None:
     ui["btn_export"].click(export, ui["st_capsule"], ui["js_replay"], api_name="export_run", queue=False)
     ui["btn_stop"].click(None, None, None, cancels=[ev], api_visibility="private")
     ui["fl_import"].upload(replay, ui["fl_import"], ui["js_replay"], api_name="replay_run", concurrency_id="model")
+    scale_sweep.wire(ui["scale"], workbench, settings, eco_controls, ui["dd_preset"])

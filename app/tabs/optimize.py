@@ -9,6 +9,7 @@ import gradio as gr
 from engine import ZOConfig, checks
 
 from .. import plots, texts
+from . import calibrate
 from ..eco_controls import STRENGTH_SLIDER_MAX
 from ..errors import ui_errors
 from ..jobs import run_job
@@ -46,7 +47,8 @@ def build(workbench, settings) -> dict:
             btn_sweep_stop = gr.Button(texts.STOP, variant="stop")
         pl_sweep = gr.Plot(label="sweep", elem_id="plot-sweep")
         df_sweep = gr.Dataframe(headers=[texts.SWEEP_EMPTY], label="points", interactive=False)
-    return dict(nb_init=nb_init, nb_lr=nb_lr, nb_eps=nb_eps, nb_min=nb_min, nb_steps=nb_steps,
+        cal = calibrate.build(workbench, settings)
+    return dict(cal=cal, nb_init=nb_init, nb_lr=nb_lr, nb_eps=nb_eps, nb_min=nb_min, nb_steps=nb_steps,
                 nb_target=nb_target, dd_metric=dd_metric, btn_zo=btn_zo, btn_zo_stop=btn_zo_stop,
                 btn_apply=btn_apply, md_best=md_best, pl_zo=pl_zo, js_zo=js_zo, st_best=st_best,
                 tb_strengths=tb_strengths, tb_dims=tb_dims, dd_split=dd_split, btn_sweep=btn_sweep,
@@ -129,6 +131,7 @@ def wire(ui: dict, workbench, settings, playground: dict) -> None:
     sw = ui["btn_sweep"].click(sweep, [ui["tb_strengths"], ui["tb_dims"], ui["dd_split"], *eco_controls.inputs],
                                [ui["pl_sweep"], ui["df_sweep"]], api_name="sweep", concurrency_id="model")
     ui["btn_sweep_stop"].click(None, None, None, cancels=[sw], api_visibility="private")
+    calibrate.wire(ui["cal"], workbench, settings, eco_controls)
 
 
 def _table(points):

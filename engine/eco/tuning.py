@@ -276,6 +276,8 @@ def save_default(preset, result: dict, model_name: str) -> str:
                "forget_accuracy": round(result["forget_accuracy"], 4),
                "retain_accuracy": round(result["retain_accuracy"], 4),
                "original": {k: round(v, 4) for k, v in result["original"].items() if isinstance(v, float)},
+               "fluent_at_other_seeds": f"{sum(x['fluent'] for x in result.get('seed_check', []))} of "
+                                        f"{len(result.get('seed_check', []))} (seeds 1-3; the default runs seed 0)",
                "record": "eco_calibration.json"}
     path = preset.root / "preset.yaml"
     text = _without_blocks(path.read_text(encoding="utf-8"), ("eco", "eco_calibration"))
