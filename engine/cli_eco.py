@@ -48,8 +48,8 @@ def cmd_calibrate_eco(args) -> dict:
                          f"  unique {event['unique_token_ratio']:.3f}  ppl x{event['perplexity_ratio']:.2f}"
                          f"  {'fluent' if event['fluent'] else '-'}")
         result = event
-    if args.save:
-        result["saved"] = wb.save_eco_default(result)
+    if args.save:  # a search that chose nothing is still printed: it says why, and its points are the front
+        result["saved"] = wb.save_eco_default(result) if result.get("chosen") else None
     if args.json:
         return result
     head = (f"forget target {result['target']:.3f} (floor {result['floor']:.3f}); Original forget "
@@ -57,5 +57,6 @@ def cmd_calibrate_eco(args) -> dict:
     chosen = (f"chosen: {result['chosen_candidate']} at sigma {result['chosen']['strength']:.4g} std: forget "
               f"{result['forget_accuracy']:.3f}, retain {result['retain_accuracy']:.3f}"
               if result["chosen"] else f"chosen: none. {result['message']}")
-    saved = f"\nsaved: {result['saved']}" if args.save and result.get("saved") else ""
+    saved = (f"\nsaved: {result['saved']}" if result.get("saved") else "\nnothing saved: no setting qualified"
+             if args.save else "")
     return {"text": "\n".join([head, *lines, chosen]) + saved}

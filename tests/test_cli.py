@@ -159,3 +159,28 @@ def test_sweep_scale_prints_the_front_with_the_shipped_point_and_the_references(
     assert "shipped" in table[6] and "shipped" not in table[5] and table[-1].endswith("gate always")
     res = cli("sweep-scale", "--method", "sku", "--scales", "0,1", "--model", str(tiny_model_dir), "--json")
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "No SKU adapter is loaded" in res.stderr
+
+
+def test_calibrate_eco_prints_its_front_and_saves_only_a_choice(tiny_model_dir, tmp_path):
+    import shutil
+
+    folder = tmp_path / "hp"
+    shutil.copytree(ROOT / "presets" / "harry_potter", folder, ignore=shutil.ignore_patterns("adapters", "eco_*.json"))
+    before = (folder / "preset.yaml").read_text()
+    common = ("calibrate-eco", "--preset", str(folder), "--model", str(tiny_model_dir), "--gate", "always",
+              "--candidate", "prompt/rand_noise_first_n/0/1", "--grid", "1,100", "--steps", "0",
+              "--fluency-prompts", "2", "--save", "--json")
+    # nothing can be fluent at a perplexity ratio of 0.001: the search is printed, nothing is written
+    res = cli(*common, "--max-perplexity-ratio", "0.001")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["chosen"] is None and out["saved"] is None and len(out["candidates"]) == 1
+    assert (folder / "preset.yaml").read_text() == before and not (folder / "eco_calibration.json").exists()
+    # anything is fluent at a unique-token ratio of 0 and a ratio of 1000: the choice lands in preset.yaml
+    res = cli(*common, "--max-perplexity-ratio", "1000", "--min-unique-token-ratio", "0")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["chosen"] and out["saved"] == str(folder / "preset.yaml")
+    text = (folder / "preset.yaml").read_text()
+    assert text != before and text.count("\neco:") == 1 and (folder / "eco_calibration.json").is_file()
+    assert f"strength: {out['chosen']['strength']}" in text
