@@ -7,9 +7,10 @@ Original, the default and the reference demo setting (NER, dims 1, σ 100 absolu
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
-from common import write
+from common import RESULTS, write
 
 from engine import ECOConfig, GenerationConfig, Workbench
 
@@ -44,6 +45,9 @@ def main() -> None:
                                  "reference_ner_dims1_sigma100": wb.generate(DEMO, g, variant="eco", eco=ref)["text"]}
         print(name, {m: (round(t["original"]["value"], 3), round(t["eco"]["value"], 3)) for m, t in table.items()},
               flush=True)
+    # a run over some presets keeps the others' earlier figures
+    earlier = json.loads(RESULTS.read_text()).get("eco_default", {}) if RESULTS.is_file() else {}
+    out = {**earlier.get("presets", {}), **out}
     write("eco_default", {"presets": out, "targets": TARGETS, "split": "test",
                           "seconds": round(time.perf_counter() - t0, 1)})
 
