@@ -146,7 +146,7 @@ def test_make_capsule_writes_every_field(tiny_lm, star_wars_small, small_result)
     assert cap["preset"] == {"name": "star_wars", "data_sha256": load_preset("star_wars").data_hash()}
     assert cap["classifier"] is None
     assert cap["settings"] == {"variants": ["original"], "metrics": ["forget_probe_accuracy"], "split": "test",
-                               "eco": ECOConfig().to_dict(), "batch_size": 32}
+                               "eco": ECOConfig.for_preset(star_wars_small).to_dict(), "batch_size": 32}
     value = small_result.table.value.iloc[0]
     assert cap["rows"] == [{"variant": "original", "metric": "forget_probe_accuracy", "split": "test",
                             "value": value, "n": 4}]

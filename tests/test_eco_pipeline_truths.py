@@ -161,7 +161,7 @@ def test_embedding_std_is_computed_once_per_model_and_remembered():
 
 def test_absolute_strength_is_the_strength_itself_and_std_strength_is_scaled_by_the_table_std():
     lm, _ = fake_lm([[1.0, 2.0], [3.0, 4.0]])
-    assert absolute_strength(lm, ECOConfig(strength=3.0)) == 3.0
+    assert ECOConfig().strength_unit == "std"  # the default is harry_potter's calibrated setting, in std units
     assert absolute_strength(lm, ECOConfig(strength=3.0, strength_unit="absolute")) == 3.0
     assert absolute_strength(lm, ECOConfig(strength=3.0, strength_unit="std")) == pytest.approx(
         3.0 * math.sqrt(5 / 3), rel=1e-6)
@@ -264,7 +264,7 @@ def noise_by_hand(tiny_lm, ids, positions, dims, sigma, seed):
 
 def test_an_open_gate_adds_seeded_noise_to_the_first_k_coordinates_of_selected_tokens(tiny_lm, tok):
     cfg = ECOConfig(gate="always", selection="prompt", corruption="rand_noise_first_n", dims=8,
-                    strength=3.0, seed=11)
+                    strength=3.0, strength_unit="absolute", seed=11)
     plan = ECO(tiny_lm).plan("Hello there", cfg)
     ids = tok(templated("Hello there"))["input_ids"]
     clean, expected = noise_by_hand(tiny_lm, ids, [4, 5, 6, 7, 8], 8, 3.0, 11)
@@ -275,7 +275,7 @@ def test_an_open_gate_adds_seeded_noise_to_the_first_k_coordinates_of_selected_t
 
 
 def test_zero_dims_means_every_embedding_coordinate(tiny_lm, tok):
-    cfg = ECOConfig(gate="always", selection="prompt", dims=0, strength=1.0, seed=3)
+    cfg = ECOConfig(gate="always", selection="prompt", dims=0, strength=1.0, strength_unit="absolute", seed=3)
     plan = ECO(tiny_lm).plan("Hello there", cfg)
     ids = tok(templated("Hello there"))["input_ids"]
     clean, expected = noise_by_hand(tiny_lm, ids, [4, 5, 6, 7, 8], 64, 1.0, 3)
@@ -294,7 +294,7 @@ def test_std_strength_is_measured_in_embedding_table_standard_deviations(tiny_lm
 
 
 def test_the_seed_chooses_the_noise(tiny_lm, tok):
-    base = ECOConfig(gate="always", selection="prompt", dims=8, strength=1.0)
+    base = ECOConfig(gate="always", selection="prompt", dims=8, strength=1.0, strength_unit="absolute")
     ids = tok("Hello there")["input_ids"]
     for seed in (0, 1):
         plan = ECO(tiny_lm).plan("Hello there", ECOConfig.from_dict({**base.to_dict(), "seed": seed}), chat=False)

