@@ -65,8 +65,7 @@ def forget_retain_scatter(rows: list[dict], forget: str = "forget_probe_accuracy
                                      textposition="top center", marker=dict(size=14), name=variant))
     fig.update_layout(title="Forgetting vs keeping (lower-right is better: forgets more, keeps more)",
                       xaxis_title=f"1 − {forget}", yaxis_title=retain, xaxis_range=[-0.05, 1.05],
-                      yaxis_range=[-0.05, 1.05], **LAYOUT)
-    fig.update_yaxes(autorange="reversed")
+                      yaxis_range=[1.05, -0.05], **LAYOUT)  # reversed: keeping more is lower
     return fig
 
 

@@ -152,8 +152,8 @@ def evaluate(page) -> None:
                  "retain_perplexity", "retain_kl"):
         metrics.get_by_label(name, exact=True).uncheck()
     page.locator("#btn-eval").click()
-    page.wait_for_function(
-        "() => document.querySelector('#df-results').innerText.split('probe_accuracy').length > 4", timeout=LONG)
+    page.wait_for_function(  # both rows of the last variant
+        "() => document.querySelector('#df-results').innerText.split('eco+sku').length > 2", timeout=LONG)
     page.locator("#plot-scatter .js-plotly-plot").first.wait_for(timeout=LONG)
 
 

@@ -19,7 +19,9 @@ def test_a_sku_scale_sweep_draws_the_front_with_its_references(server, page):
     shown = table.inner_text()
     assert "original" in shown and "eco" in shown and "true" in shown.lower()  # the shipped point is marked
     front = page.locator("#plot-scale-front")
+    # the curve (three scales), the star and the two references; the plot may paint after the table
+    page.wait_for_function("() => document.querySelectorAll('#plot-scale-front .scatterlayer .point').length >= 6",
+                           timeout=30_000)
     legend = front.locator(".legendtext").all_text_contents()  # SVG text: no innerText
     assert {"SKU", "Original", "ECO"} <= set(legend) and any(t.startswith("shipped (λ 1") for t in legend), legend
-    assert front.locator(".scatterlayer .point").count() >= 3 + 1 + 2  # the curve, the star, the references
     shoot(page, ARTIFACTS / "scale_sweep.png")
