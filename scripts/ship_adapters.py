@@ -1,5 +1,7 @@
 """Regenerate the shipped ELM and SKU adapters (presets/<preset>/adapters/<method>/) for the
-embedded default model, deterministically from each method's default settings and seed 0.
+embedded default model, deterministically from seed 0: each method's default settings, with the
+preset's own where its preset.yaml has a `train:` block (`train: {sku: {steps: 200, ...}}`,
+chosen on the train probes, which no method trains on).
 
     .venv/bin/python scripts/ship_adapters.py [--presets harry_potter,star_wars] [--methods elm,sku]
 
@@ -16,6 +18,18 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from engine import load_preset  # noqa: E402
+
+
+def preset_settings(preset: str, method: str) -> list[str]:
+    """--set arguments for the method's block under `train:` in the preset's preset.yaml."""
+    args = []
+    for name, value in load_preset(preset).train_settings(method).items():
+        text = ",".join(str(v) for v in value) if isinstance(value, (list, tuple)) else str(value)
+        args += ["--set", f"{name}={text}"]
+    return args
 
 
 def main() -> int:
@@ -29,7 +43,8 @@ def main() -> int:
             out = ROOT / "presets" / preset / "adapters" / method
             t0 = time.perf_counter()
             res = subprocess.run([sys.executable, "-m", "engine", "train", "--method", method, "--preset", preset,
-                                  "--seed", "0", "--out", str(out), "--json"], cwd=ROOT, capture_output=True, text=True)
+                                  "--seed", "0", "--out", str(out), "--json", *preset_settings(preset, method)],
+                                 cwd=ROOT, capture_output=True, text=True)
             if res.returncode != 0:
                 failed += 1
                 print(f"{preset}/{method}: {res.stderr.strip()}", file=sys.stderr)

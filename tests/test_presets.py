@@ -115,3 +115,27 @@ def test_an_unknown_side_is_refused_rather_than_read_as_retain():
         with pytest.raises(ValueError) as err:
             read("RETAIN", "test")
         assert str(err.value) == "Unknown side 'RETAIN'; known: forget, retain."
+
+
+@pytest.mark.parametrize("name", list_presets())
+def test_a_presets_train_block_is_valid_and_is_what_its_shipped_adapters_were_trained_with(name):
+    from engine.methods import make_config
+
+    preset = load_preset(name)
+    for method in ("elm", "sku"):
+        settings = preset.train_settings(method)
+        config = make_config(method, settings).to_dict()  # unknown or out-of-range settings raise
+        record = preset.root / "adapters" / method / "lethe_adapter.json"
+        if not settings or not record.is_file():
+            continue
+        shipped = json.loads(record.read_text())["settings"]
+        for key in settings:
+            want = list(config[key]) if isinstance(config[key], tuple) else config[key]
+            assert shipped[key] == want, (name, method, key, shipped[key], want)
+
+
+def test_a_train_block_that_is_not_a_mapping_is_refused(hp_copy):
+    yaml_path = hp_copy / "preset.yaml"
+    yaml_path.write_text(yaml_path.read_text() + "\ntrain:\n  sku: [steps, 200]\n")
+    with pytest.raises(PresetError, match="'train' must map a method"):
+        load_preset(str(hp_copy))

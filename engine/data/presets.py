@@ -63,6 +63,11 @@ class Preset:
             raise ValueError(f"Unknown side {side!r}; known: {', '.join(SIDES)}.")
         return [r for r in (forget if side == "forget" else retain) if split in (None, "all") or r.split == split]
 
+    def train_settings(self, method: str) -> dict:
+        """The preset's own settings for the method's shipped adapter (preset.yaml `train:`), {}
+        when it has none: scripts/ship_adapters.py trains with them, on top of the defaults."""
+        return dict((self.meta.get("train") or {}).get(method) or {})
+
     def data_hash(self) -> str:
         """sha256 over every data file and preset.yaml: a capsule names the exact data it used."""
         import hashlib
@@ -132,6 +137,9 @@ def load_preset(name_or_path: str | Path, root: Path = PRESETS_DIR) -> Preset:
     ckeys = ("name", "description", "counterpart", "expert_prefix", "novice_prefix")
     if not isinstance(c, dict) or any(not isinstance(c.get(k), str) for k in ckeys):
         raise PresetError(f"{label_root}/preset.yaml: 'concept' needs string fields {', '.join(ckeys)}.")
+    train = meta.get("train") or {}
+    if not isinstance(train, dict) or any(not isinstance(v, dict) for v in train.values()):
+        raise PresetError(f"{label_root}/preset.yaml: 'train' must map a method (elm, sku) to its settings.")
     listed = meta.get("files") or {}
     if not isinstance(listed, dict):
         raise PresetError(f"{label_root}/preset.yaml: 'files' must be a mapping of role to path or dataset.")

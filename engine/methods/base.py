@@ -89,11 +89,25 @@ class TrainConfig:
                     d[f.name] = float(value)
             except (TypeError, ValueError):
                 raise ValueError(f"{f.name} must be a number, got {value!r}.") from None
+        for name in ("targets", "layers"):  # text from the CLI or a form: "q_proj,v_proj", "4,5"
+            if isinstance(d.get(name), str):
+                d[name] = [x.strip() for x in d[name].split(",") if x.strip()] or None
         if "targets" in d:
-            d["targets"] = tuple(d["targets"])
+            d["targets"] = tuple(d["targets"] or ())
         if d.get("layers") is not None:
-            d["layers"] = tuple(int(x) for x in d["layers"])
+            try:
+                d["layers"] = tuple(int(x) for x in d["layers"])
+            except (TypeError, ValueError):
+                raise ValueError(f"layers must be layer numbers, got {d['layers']!r}.") from None
         return cls(**d)
+
+
+def interleave(a: list, b: list) -> list:
+    """a and b merged so that each is spread evenly over the result (a's order and b's kept)."""
+    if not a or not b:
+        return list(a or b)
+    keys = [((i + 0.5) / len(a), 0, x) for i, x in enumerate(a)] + [((j + 0.5) / len(b), 1, x) for j, x in enumerate(b)]
+    return [x for _, _, x in sorted(keys, key=lambda k: (k[0], k[1]))]
 
 
 def lora_config(config: TrainConfig, n_layers: int):
@@ -207,4 +221,4 @@ def seeded(seed: int) -> torch.Generator:
     return g
 
 
-__all__ = ["Method", "Step", "TrainConfig", "Trainer", "TrainingStopped", "lora_config", "seeded"]
+__all__ = ["Method", "Step", "TrainConfig", "Trainer", "TrainingStopped", "interleave", "lora_config", "seeded"]

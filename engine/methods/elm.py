@@ -17,7 +17,10 @@ layers 4-7) and dropout 0.05 are the reference's. eta defaults to 30, not 1000 (
 1000 a small model's expert/novice contrast is mostly noise amplified into one-hot targets);
 consistency continuations are 48 tokens from a pool of 16; passages are cut to 400 characters
 (96 tokens) and training runs 40 steps of 4 passages; gradients are clipped at norm 1.
-The persona templates and topic-change sentences are Lethe's own wording.
+The persona templates and topic-change sentences are Lethe's own wording. `prompt_pairs` (not in
+the reference) adds the preset's train-split prompts and answers, each rendered as the chat turn
+the model reads when it answers, to the erased (forget) and kept (retain) texts.
+The three base-model passes of the erase target run as one right-padded batch.
 """
 from __future__ import annotations
 
@@ -28,8 +31,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from ..lm.models import cache_dir
-from .base import Method, TrainConfig, Trainer, seeded
+from ..lm.models import cache_dir, format_chat
+from .base import Method, TrainConfig, Trainer, interleave, seeded
 
 EXPERT_TEMPLATES = (
     "The following text was written by an expert on {concept}, full of precise details:\n",
@@ -96,6 +99,7 @@ class ELMConfig(TrainConfig):
     consistency_samples: int = field(default=16, metadata={"help": "Continuations in the cached consistency pool.", "min": 1, "max": 512})
     consistency_tokens: int = field(default=48, metadata={"help": "Tokens per consistency continuation.", "min": 4, "max": 512})
     passage_chars: int = field(default=400, metadata={"help": "Characters kept per corpus passage.", "min": 50, "max": 5000})
+    prompt_pairs: bool = field(default=False, metadata={"help": "Also train on the preset's prompts and answers as chat turns: forget ones erased, retain ones kept (not in the reference)."})
 
 
 def erase_target(l0: torch.Tensor, l_expert: torch.Tensor, l_novice: torch.Tensor, eta: float,
@@ -118,6 +122,23 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
     return -(target * F.log_softmax(logits.float(), dim=-1)).sum(-1).mean()
 
 
+def padded(rows: list[list[int]], pad_id: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids (B, T) and attention mask for rows of different lengths. Pads come after
+    each row's tokens, so a causal model computes the real positions as for the row alone."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id if pad_id is not None else 0, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)], mask[i, :len(r)] = torch.tensor(r), 1
+    return ids, mask
+
+
+def chat_turns(tokenizer, records) -> list[str]:
+    """Each prompt with an answer as one chat turn: the chat template's rendering of the prompt
+    (ready to answer), then the answer."""
+    return [format_chat(tokenizer, r.prompt) + r.answer for r in records if r.answer]
+
+
 def cut(text: str, chars: int) -> str:
     """The first `chars` characters, ending on a word boundary."""
     return text if len(text) <= chars else text[:chars].rsplit(" ", 1)[0]
@@ -133,10 +154,14 @@ class ELM(Method):
 
     def prepare(self, t: Trainer) -> None:
         c: ELMConfig = t.config
-        self.forget = [cut(p.text, c.passage_chars) for p in self.preset.forget_corpus]
+        self.passages = [cut(p.text, c.passage_chars) for p in self.preset.forget_corpus]
+        self.forget = list(self.passages)
         self.retain = [cut(p.text, c.passage_chars) for p in self.preset.retain_corpus]
         if not self.forget or not self.retain:
             raise ValueError(f"The preset {self.preset.name!r} needs forget and retain corpus passages for ELM.")
+        if c.prompt_pairs:  # each chat turn as the model reads it when it answers
+            self.forget = interleave(self.forget, chat_turns(t.tokenizer, self.preset.prompts("forget", "train")))
+            self.retain = interleave(self.retain, chat_turns(t.tokenizer, self.preset.prompts("retain", "train")))
         self.expert = [self.preset.concept.expert_prefix, *EXPERT_TEMPLATES]
         self.novice = [self.preset.concept.novice_prefix, *NOVICE_TEMPLATES]
         if c.consistency_scale > 0:
@@ -161,9 +186,10 @@ class ELM(Method):
         n = len(text)
         expert = t.encode(self.persona(t, self.expert), add_special_tokens=True) + text
         novice = t.encode(self.persona(t, self.novice), add_special_tokens=True) + text
-        with t.base() as model:  # the rows predicting x_2..x_n and one past the end: the last n
-            rows = [F.log_softmax(model(input_ids=torch.tensor([ids], device=t.lm.device)).logits[0, -n:].float()
-                                  / c.temperature, dim=-1) for ids in (plain, expert, novice)]
+        with t.base():  # one right-padded batch; each row's last n positions predict x_2..x_n and one past
+            logits = t.logits(*padded([plain, expert, novice], t.tokenizer.pad_token_id))
+            rows = [F.log_softmax(logits[k, len(ids) - n:len(ids)] / c.temperature, dim=-1)
+                    for k, ids in enumerate((plain, expert, novice))]
         target = erase_target(rows[0], rows[1], rows[2], c.eta, c.topk)
         student = t.logits(torch.tensor([plain]))[0, -n:]
         return soft_cross_entropy(student, target.to(student.device))
@@ -232,7 +258,7 @@ def consistency_pool(t: Trainer, elm: ELM) -> list[dict]:
     pool = []
     with t.base():
         for k in range(c.consistency_samples):
-            passage = cut(elm.forget[k % len(elm.forget)], rng.randint(50, 300))
+            passage = cut(elm.passages[k % len(elm.passages)], rng.randint(50, 300))
             context = f"{passage}. {rng.choice(TOPIC_CHANGES)}"
             expert = rng.choice(elm.expert).format(concept=elm.concept).rstrip().rstrip(":")
             novice = rng.choice(elm.novice).format(concept=elm.concept).rstrip().rstrip(":")
@@ -245,4 +271,4 @@ def consistency_pool(t: Trainer, elm: ELM) -> list[dict]:
     return pool
 
 
-__all__ = ["ELM", "ELMConfig", "erase_target", "soft_cross_entropy"]
+__all__ = ["ELM", "ELMConfig", "chat_turns", "erase_target", "padded", "soft_cross_entropy"]

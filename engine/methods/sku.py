@@ -26,16 +26,20 @@ about as fast as forget facts (see the README's ELM/SKU figures); the PD floor a
 clipping are additions. One more difference is not a setting: the reference finds the answer
 by tokenising the template alone, whose trailing space is a token of its own, so where that
 space joins the answer's first word it skips that word's first token; Lethe scores every
-answer token. Data come from the preset's prompts and answers.
+answer token. Data come from the preset's prompts and answers (train split); `corpus_pairs`
+adds every sentence of the corpora, cut into a question (its first 60 % of words) and an answer
+(the rest): forget-corpus pairs are spread evenly among the forget prompts, retain-corpus pairs
+join the normal ones. This is Lethe's, not the reference's.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
-from .base import Method, TrainConfig, Trainer
+from .base import Method, TrainConfig, Trainer, interleave
 
 TEMPLATE = "### Question: {question}\n ### Answer: "
 # The reference's random-disassociation start: len() of the tokenizer's output dict (2, its
@@ -63,6 +67,7 @@ class SKUConfig(TrainConfig):
     pd_mode: str = field(default="preserve", metadata={"help": "diverge: -KL as the reference; preserve: +KL (keep normal text)."})
     pd_floor: float = field(default=5.0, metadata={"help": "Floor of -KL in diverge mode (0 = none).", "min": 0.0, "max": 1e6})
     negation: float = field(default=1.0, metadata={"help": "lambda: the adapter is applied with scale -lambda.", "min": 0.0, "max": 100.0})
+    corpus_pairs: bool = field(default=False, metadata={"help": "Also learn from the corpora: every sentence of a forget passage becomes a (its first words -> the rest) pair, the retain corpus likewise for preservation (not in the reference)."})
 
     def validate(self) -> "SKUConfig":
         super().validate()
@@ -117,6 +122,21 @@ def encode_pair(tokenizer, question: str, answer: str, max_length: int) -> tuple
     return ids, start, max(min(end, len(ids)), start + 1)
 
 
+def sentence_pairs(passages: list[str], keep: float = 0.6) -> list[tuple[str, str]]:
+    """Cloze-like pairs from passages: each sentence of 6 words or more is cut after `keep` of its
+    words; the question is the head, the answer the tail (with its leading space). In passage
+    order, deterministic."""
+    pairs = []
+    for text in passages:
+        for sentence in re.split(r"(?<=[.!?])\s+", text.strip()):
+            words = sentence.split()
+            if len(words) < 6:
+                continue
+            cut = min(max(int(len(words) * keep), 3), len(words) - 2)
+            pairs.append((" ".join(words[:cut]), " " + " ".join(words[cut:])))
+    return pairs
+
+
 def masked_kl(base_logits: torch.Tensor, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean over unmasked positions of KL(p_base || p) (B, T, V) -> scalar."""
     lp, lq = F.log_softmax(base_logits.float(), -1), F.log_softmax(logits.float(), -1)
@@ -134,6 +154,9 @@ class SKU(Method):
     def prepare(self, t: Trainer) -> None:
         self.forget = [(r.prompt, r.answer) for r in self.preset.prompts("forget", "train") if r.answer]
         self.normal = [(r.prompt, r.answer) for r in self.preset.prompts("retain", "train") if r.answer]
+        if t.config.corpus_pairs:
+            self.forget = interleave(self.forget, sentence_pairs([p.text for p in self.preset.forget_corpus]))
+            self.normal = self.normal + sentence_pairs([p.text for p in self.preset.retain_corpus])
         if len(self.forget) < 2 or not self.normal:
             raise ValueError(f"The preset {self.preset.name!r} needs forget and retain prompts with answers for SKU.")
         self.normal_order = list(range(len(self.normal)))
@@ -186,4 +209,4 @@ class SKU(Method):
             yield "preservation_divergence", c.normal_weight * pd
 
 
-__all__ = ["FAITHFUL_RD_START", "SKU", "SKUConfig", "TEMPLATE", "answer_nll", "encode_pair", "masked_kl"]
+__all__ = ["FAITHFUL_RD_START", "SKU", "SKUConfig", "TEMPLATE", "answer_nll", "encode_pair", "masked_kl", "sentence_pairs"]
