@@ -326,3 +326,18 @@ def test_after_deleting_the_last_adapter_the_base_model_still_runs_under_use(tin
     vs.delete("only")  # deleting twice is harmless
     with vs.use(None) as model, torch.no_grad():
         assert torch.allclose(model(input_ids=ids).logits, before)
+
+
+def test_an_elm_adapters_own_scale_is_recorded_and_applied_when_loaded(wb, tmp_path):
+    out = tmp_path / "adapters" / "elm"
+    wb.train("elm", {**FAST_ELM, "lr": 5e-2, "scale": 1.5}, out_dir=str(out))
+    name = wb.variants.current["harry_potter"]["elm"]
+    assert wb.variants.adapters[name].scale == 1.5
+    assert json.loads((out / "lethe_adapter.json").read_text())["settings"]["scale"] == 1.5
+    with wb.variants.use(name):
+        at_own = logits(wb)
+    with wb.variants.use(name, scale=1.0):
+        at_one = logits(wb)
+    assert not torch.allclose(at_own, at_one, atol=1e-4)  # the scale is applied, not just written down
+    loaded = wb.load_adapter(str(out))
+    assert loaded["method"] == "elm" and loaded["scale"] == 1.5

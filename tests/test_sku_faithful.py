@@ -144,3 +144,16 @@ def test_an_answer_cut_by_max_length_keeps_the_rows_last_token(tokenizer):
     ids, start, _ = answer_span(tokenizer, q, a)
     assert encode_pair(tokenizer, q, a, start + 2) == (ids[:start + 2], start, start + 2)
     assert encode_pair(tokenizer, q, a, start - 1) == (ids[:start - 1], start - 2, start - 1)
+
+
+def test_chat_pairs_score_exactly_the_answer_after_the_chat_templates_rendering(tiny_lm):
+    from engine.lm.models import format_chat
+
+    tok = tiny_lm.tokenizer
+    question, answer = "Who is Albus Dumbledore?", "Albus Dumbledore is the headmaster of Hogwarts."
+    ids, start, end = encode_pair(tok, question, answer, 256, chat=True)
+    prefix = format_chat(tok, question)
+    assert prefix != TEMPLATE.format(question=question) and question in prefix
+    assert ids == tok(prefix + answer, add_special_tokens=True)["input_ids"]
+    assert tok.decode(ids[start:end]).strip() == answer
+    assert question not in tok.decode(ids[start:end])

@@ -17,7 +17,7 @@ from ..gpu import gpu
 from ..jobs import run_job
 
 COMMON = ("steps", "lr", "rank")  # shown for both methods, above the per-method accordions
-HIDDEN = ("targets", "layers", "seed", "batch_size", "max_length", "weight_decay", "linear_decay", "max_grad_norm",
+HIDDEN = ("layers", "seed", "batch_size", "max_length", "weight_decay", "linear_decay", "max_grad_norm",
           "grad_accumulation", "alpha", "dropout")  # left at their defaults in the UI (CLI: --set)
 TERMS = {"elm": ["erase", "retain", "consistency"],
          "sku": ["guided_distortion", "random_disassociation", "preservation_divergence"]}
@@ -35,9 +35,9 @@ def build(workbench, settings) -> dict:
             nb_rank = gr.Number(value=METHODS["elm"][1]().rank, precision=0, label=texts.LORA_RANK, minimum=1,
                                 maximum=512)
         with gr.Accordion(texts.ELM_SETTINGS, open=False):
-            elm = controls(METHODS["elm"][1], skip=COMMON + HIDDEN, prefix="train")
+            elm = controls(METHODS["elm"][1], skip=COMMON + HIDDEN, prefix="train-elm")
         with gr.Accordion(texts.SKU_SETTINGS, open=False):
-            sku = controls(METHODS["sku"][1], skip=COMMON + HIDDEN, prefix="train")
+            sku = controls(METHODS["sku"][1], skip=COMMON + HIDDEN, prefix="train-sku")
         cb_save = gr.Checkbox(value=False, label=texts.SAVE_ADAPTER, interactive=settings.get("allow_save", True))
         with gr.Row():
             btn_train = gr.Button(texts.TRAIN, variant="primary", elem_id="btn-train")

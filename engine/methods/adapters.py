@@ -87,7 +87,7 @@ class Adapters:
             "history": history, "versions": versions(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
-        scale = -config.negation if cls.name == "sku" else 1.0
+        scale = -config.negation if cls.name == "sku" else float(getattr(config, "scale", 1.0))
         with s.lock:
             if stop_event is not None and stop_event.is_set():  # stopped after the last step: still discarded
                 vs.delete(name)

@@ -99,6 +99,7 @@ class ELMConfig(TrainConfig):
     consistency_samples: int = field(default=16, metadata={"help": "Continuations in the cached consistency pool.", "min": 1, "max": 512})
     consistency_tokens: int = field(default=48, metadata={"help": "Tokens per consistency continuation.", "min": 4, "max": 512})
     passage_chars: int = field(default=400, metadata={"help": "Characters kept per corpus passage.", "min": 50, "max": 5000})
+    scale: float = field(default=1.0, metadata={"help": "Scale the adapter is applied at (1 = as trained; an inference-time knob like SKU's lambda, recorded with the adapter).", "min": 0.0, "max": 100.0})
     prompt_pairs: bool = field(default=False, metadata={"help": "Also train on the preset's prompts and answers as chat turns: forget ones erased, retain ones kept (not in the reference)."})
 
 

@@ -29,7 +29,9 @@ space joins the answer's first word it skips that word's first token; Lethe scor
 answer token. Data come from the preset's prompts and answers (train split); `corpus_pairs`
 adds every sentence of the corpora, cut into a question (its first 60 % of words) and an answer
 (the rest): forget-corpus pairs are spread evenly among the forget prompts, retain-corpus pairs
-join the normal ones. This is Lethe's, not the reference's.
+join the normal ones; `chat` reads every pair as the chat turn the model answers in the
+Playground, where the reference's "### Question:" template is plain text to an instruct model.
+Both are Lethe's, not the reference's.
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from ..lm.models import format_chat
 from .base import Method, TrainConfig, Trainer, interleave
 
 TEMPLATE = "### Question: {question}\n ### Answer: "
@@ -67,6 +70,7 @@ class SKUConfig(TrainConfig):
     pd_mode: str = field(default="preserve", metadata={"help": "diverge: -KL as the reference; preserve: +KL (keep normal text)."})
     pd_floor: float = field(default=5.0, metadata={"help": "Floor of -KL in diverge mode (0 = none).", "min": 0.0, "max": 1e6})
     negation: float = field(default=1.0, metadata={"help": "lambda: the adapter is applied with scale -lambda.", "min": 0.0, "max": 100.0})
+    chat: bool = field(default=False, metadata={"help": "Read each pair as the model's chat turn (its chat template) instead of the reference's '### Question:' template (not in the reference)."})
     corpus_pairs: bool = field(default=False, metadata={"help": "Also learn from the corpora: every sentence of a forget passage becomes a (its first words -> the rest) pair, the retain corpus likewise for preservation (not in the reference)."})
 
     def validate(self) -> "SKUConfig":
@@ -92,7 +96,8 @@ def answer_nll(logits: torch.Tensor, ids: torch.Tensor, starts: list[int], lengt
     return torch.stack(losses).mean()
 
 
-def encode_pair(tokenizer, question: str, answer: str, max_length: int) -> tuple[list[int], int, int]:
+def encode_pair(tokenizer, question: str, answer: str, max_length: int,
+                chat: bool = False) -> tuple[list[int], int, int]:
     """Ids of the question's template and the answer tokenised as ONE text (as the model reads
     it), cut to `max_length`, and the answer's tokens [start, end) in them.
 
@@ -103,8 +108,9 @@ def encode_pair(tokenizer, question: str, answer: str, max_length: int) -> tuple
     is an answer token. Tokens without characters (a BOS in front, an EOS behind) never are.
     A tokenizer without offsets (a slow one): the answer starts at the first token where the
     joint ids and the template's own ids part. An answer cut off by `max_length` keeps at least
-    the row's last token."""
-    prefix = TEMPLATE.format(question=question)
+    the row's last token. `chat`: the model's chat template (its rendering of the question as a
+    user turn, ready to answer) instead of the reference's template."""
+    prefix = format_chat(tokenizer, question) if chat else TEMPLATE.format(question=question)
     text = prefix + answer
     if getattr(tokenizer, "is_fast", False):
         enc = tokenizer(text, add_special_tokens=True, return_offsets_mapping=True)
@@ -167,7 +173,7 @@ class SKU(Method):
         the answer's tokens, or with `faithful_start` index FAITHFUL_RD_START to the row's end."""
         rows, starts, ends = [], [], []
         for q, a in pairs:
-            row, start, end = encode_pair(t.tokenizer, q, a, t.config.max_length)
+            row, start, end = encode_pair(t.tokenizer, q, a, t.config.max_length, t.config.chat)
             if faithful_start:
                 start, end = min(FAITHFUL_RD_START, len(row) - 1), len(row)
             rows.append(row)

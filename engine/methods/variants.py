@@ -283,7 +283,8 @@ class Variants:
         except Exception:
             self.delete(name)
             raise
-        scale = -float(record.get("negation", 1.0)) if method == "sku" else 1.0
+        scale = (-float(record.get("negation", 1.0)) if method == "sku"
+                 else float((record.get("settings") or {}).get("scale", 1.0)))
         return self.register(key, name, method, {**record, "loaded_from": str(folder)}, str(folder), scale, preset)
 
     def load_full(self, name_or_path: str, label: str | None = None, **kwargs):
