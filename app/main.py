@@ -54,14 +54,15 @@ def build_app(workbench, settings: dict | None = None) -> gr.Blocks:
 
 
 def follow_preset(event, workbench, play: dict, cmp: dict, show: dict) -> None:
-    """After the Model tab loads another preset: its examples under both prompt boxes and its
-    showcase prompts on the Showcase tab."""
+    """After the Model tab loads another preset: its examples under both prompt boxes, its
+    showcase prompts on the Showcase tab and its SKU adapter's own λ on Compare's slider."""
     examples = [ui["ex_prompts"].dataset for ui in (play, cmp) if ui["ex_prompts"] is not None]
 
     def update():
-        return (*[refreshed(workbench.preset) for _ in examples], showcase_tab.refreshed_page(workbench))
+        return (*[refreshed(workbench.preset) for _ in examples], showcase_tab.refreshed_page(workbench),
+                compare_tab.own_negation(workbench))
 
-    event.then(update, None, [*examples, show["ht_page"]], api_visibility="private", queue=False)
+    event.then(update, None, [*examples, show["ht_page"], cmp["sl_negation"]], api_visibility="private", queue=False)
 
 
 MAX_UPLOAD = "5mb"  # the largest file a client may upload (run capsules are at most 5 MB)

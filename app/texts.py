@@ -146,7 +146,8 @@ TRAIN_HELP = (
     "Train an **ELM** or **SKU** LoRA adapter on the current preset, on the loaded model. The new "
     "adapter becomes the preset's ELM or SKU variant as soon as training ends (Compare, Evaluate); "
     "Stop discards it and keeps the previous one. SKU learns the forget data on purpose and is then "
-    "applied negated (scale −λ).\n\n"
+    "applied negated (scale −λ). The controls start at each method's defaults; the settings of the "
+    "preset's shipped adapters are in its `preset.yaml` (`train:`).\n\n"
     "**How to read this:** the total loss should fall; each term is drawn on its own, weighted as it "
     "counts; when training ends, the line under the plot lists the variants ready to compare."
 )

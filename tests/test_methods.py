@@ -341,3 +341,13 @@ def test_an_elm_adapters_own_scale_is_recorded_and_applied_when_loaded(wb, tmp_p
     assert not torch.allclose(at_own, at_one, atol=1e-4)  # the scale is applied, not just written down
     loaded = wb.load_adapter(str(out))
     assert loaded["method"] == "elm" and loaded["scale"] == 1.5
+
+
+def test_compares_lambda_slider_starts_at_the_sku_adapters_own_lambda(wb):
+    from app.tabs.compare import own_negation
+
+    assert own_negation(wb) == 1.0  # no SKU adapter fits the tiny model yet
+    wb.train("sku", {**FAST_SKU, "negation": 2.5})
+    assert own_negation(wb) == 2.5
+    wb.set_negation(0.5)
+    assert own_negation(wb) == 0.5

@@ -32,7 +32,8 @@ def build(workbench, settings) -> dict:
                 ex_prompts = prompt_examples(workbench, tb_prompt, "compare-examples")
             with gr.Column(scale=1):
                 sl_tokens = gr.Slider(1, max_tokens, value=min(64, max_tokens), step=1, label=texts.MAX_NEW_TOKENS)
-                sl_negation = gr.Slider(0, 4, value=1.0, step=0.05, label=texts.NEGATION, elem_id="sl-negation")
+                sl_negation = gr.Slider(0, 4, value=own_negation(workbench), step=0.05, label=texts.NEGATION,
+                                        elem_id="sl-negation")
         with gr.Row():
             btn_compare = gr.Button(texts.COMPARE, variant="primary", elem_id="btn-compare")
             btn_stop = gr.Button(texts.STOP, variant="stop")
@@ -51,6 +52,16 @@ def build(workbench, settings) -> dict:
     return dict(tb_prompt=tb_prompt, ex_prompts=ex_prompts, sl_tokens=sl_tokens, sl_negation=sl_negation,
                 btn_compare=btn_compare, btn_stop=btn_stop, md_status=md_status, md_gate=md_gate, outs=outs,
                 ht_metrics=ht_metrics, diffs=diffs)
+
+
+def own_negation(workbench) -> float:
+    """The λ the preset's SKU adapter ships with (its own scale), 1 when there is none."""
+    if workbench.lm is None or workbench.preset is None:
+        return 1.0
+    for a in workbench.adapters()["adapters"]:
+        if a.get("variant") == "sku" and a.get("scale") is not None:
+            return min(max(-float(a["scale"]), 0.0), 4.0)
+    return 1.0
 
 
 def diff_panel(name: str, spans) -> str:
@@ -105,11 +116,12 @@ def wire(ui: dict, workbench, settings, playground: dict) -> None:
     ui["btn_stop"].click(None, None, None, cancels=[run, sub], api_visibility="private")
 
     @ui_errors
-    def api_compare(prompt: str, max_new_tokens: int = 64, negation: float = 1.0, corruption: str = D.corruption,
+    def api_compare(prompt: str, max_new_tokens: int = 64, negation: float | None = None, corruption: str = D.corruption,
                     dims: int = D.dims, strength: float = D.strength, strength_unit: str = D.strength_unit,
                     selection: str = D.selection, entity_types: str = D.entity_types, gate: str = D.gate,
                     threshold: float = D.threshold, eco_seed: int = D.seed) -> dict:
-        """Original, ECO, ELM and SKU answers to one prompt with their quick metrics (plain JSON)."""
+        """Original, ECO, ELM and SKU answers to one prompt with their quick metrics (plain JSON);
+        `negation` is SKU's λ for this call (default: the adapter's own)."""
         last = {}
         for last in records(prompt, max_new_tokens, negation, from_api(locals())):
             pass
