@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from engine.data.presets import load_preset
-from engine.methods.elm import ELM, ELMConfig, erase_target, padded, soft_cross_entropy
+from engine.methods.base import padded
+from engine.methods.elm import ELM, ELMConfig, erase_target, soft_cross_entropy
 
 
 class Stub:

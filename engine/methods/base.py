@@ -110,6 +110,17 @@ def interleave(a: list, b: list) -> list:
     return [x for _, _, x in sorted(keys, key=lambda k: (k[0], k[1]))]
 
 
+def padded(rows: list[list[int]], pad_id: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids (B, T) and attention mask for rows of different lengths. Pads come after
+    each row's tokens, so a causal model computes the real positions as for the row alone."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id if pad_id is not None else 0, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)], mask[i, :len(r)] = torch.tensor(r), 1
+    return ids, mask
+
+
 def lora_config(config: TrainConfig, n_layers: int):
     """The peft LoraConfig for a TrainConfig; layers beyond the model are dropped (all if none remain)."""
     from peft import LoraConfig
@@ -221,4 +232,4 @@ def seeded(seed: int) -> torch.Generator:
     return g
 
 
-__all__ = ["Method", "Step", "TrainConfig", "Trainer", "TrainingStopped", "interleave", "lora_config", "seeded"]
+__all__ = ["Method", "Step", "TrainConfig", "Trainer", "TrainingStopped", "interleave", "lora_config", "padded", "seeded"]

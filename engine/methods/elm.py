@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ..lm.models import cache_dir, format_chat
-from .base import Method, TrainConfig, Trainer, interleave, seeded
+from .base import Method, TrainConfig, Trainer, interleave, padded, seeded
 
 EXPERT_TEMPLATES = (
     "The following text was written by an expert on {concept}, full of precise details:\n",
@@ -121,17 +121,6 @@ def erase_target(l0: torch.Tensor, l_expert: torch.Tensor, l_novice: torch.Tenso
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean over rows of -sum_v target(v) log softmax(logits)(v)."""
     return -(target * F.log_softmax(logits.float(), dim=-1)).sum(-1).mean()
-
-
-def padded(rows: list[list[int]], pad_id: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ids (B, T) and attention mask for rows of different lengths. Pads come after
-    each row's tokens, so a causal model computes the real positions as for the row alone."""
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id if pad_id is not None else 0, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, :len(r)], mask[i, :len(r)] = torch.tensor(r), 1
-    return ids, mask
 
 
 def chat_turns(tokenizer, records) -> list[str]:
@@ -272,4 +261,4 @@ def consistency_pool(t: Trainer, elm: ELM) -> list[dict]:
     return pool
 
 
-__all__ = ["ELM", "ELMConfig", "chat_turns", "erase_target", "padded", "soft_cross_entropy"]
+__all__ = ["ELM", "ELMConfig", "chat_turns", "erase_target", "soft_cross_entropy"]

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from ..lm.models import format_chat
-from .base import Method, TrainConfig, Trainer, interleave
+from .base import Method, TrainConfig, Trainer, interleave, padded
 
 TEMPLATE = "### Question: {question}\n ### Answer: "
 # The reference's random-disassociation start: len() of the tokenizer's output dict (2, its
@@ -179,12 +179,7 @@ class SKU(Method):
             rows.append(row)
             starts.append(start)
             ends.append(end)
-        width = max(len(r) for r in rows)
-        pad = t.tokenizer.pad_token_id if t.tokenizer.pad_token_id is not None else 0
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            ids[i, : len(r)], mask[i, : len(r)] = torch.tensor(r), 1
+        ids, mask = padded(rows, t.tokenizer.pad_token_id)
         return ids, mask, starts, ends
 
     def terms(self, t: Trainer, i: int):
