@@ -351,3 +351,7 @@ def test_compares_lambda_slider_starts_at_the_sku_adapters_own_lambda(wb):
     assert own_negation(wb) == 2.5
     wb.set_negation(0.5)
     assert own_negation(wb) == 0.5
+    wb.set_negation(4.0)  # chemistry's shipped lambda sits inside the slider, not at a clamp
+    assert own_negation(wb) == 4.0
+    wb.set_negation(20.0)
+    assert own_negation(wb) == 8.0

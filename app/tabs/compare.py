@@ -19,6 +19,7 @@ from .playground import check_tokens, gate_line
 
 COLUMNS = ("original", "eco", "elm", "sku")
 DIFFED = COLUMNS[1:]  # each read against Original
+MAX_NEGATION = 8.0  # the lambda slider's end: room past the largest shipped lambda (chemistry's 4)
 
 
 def build(workbench, settings) -> dict:
@@ -32,7 +33,7 @@ def build(workbench, settings) -> dict:
                 ex_prompts = prompt_examples(workbench, tb_prompt, "compare-examples")
             with gr.Column(scale=1):
                 sl_tokens = gr.Slider(1, max_tokens, value=min(64, max_tokens), step=1, label=texts.MAX_NEW_TOKENS)
-                sl_negation = gr.Slider(0, 4, value=own_negation(workbench), step=0.05, label=texts.NEGATION,
+                sl_negation = gr.Slider(0, MAX_NEGATION, value=own_negation(workbench), step=0.05, label=texts.NEGATION,
                                         elem_id="sl-negation")
         with gr.Row():
             btn_compare = gr.Button(texts.COMPARE, variant="primary", elem_id="btn-compare")
@@ -60,7 +61,7 @@ def own_negation(workbench) -> float:
         return 1.0
     for a in workbench.adapters()["adapters"]:
         if a.get("variant") == "sku" and a.get("scale") is not None:
-            return min(max(-float(a["scale"]), 0.0), 4.0)
+            return min(max(-float(a["scale"]), 0.0), MAX_NEGATION)
     return 1.0
 
 
