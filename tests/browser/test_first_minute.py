@@ -34,13 +34,14 @@ def test_the_examples_fill_the_prompt(server, page):
     prompt = page.locator("#prompt textarea")
     assert prompt.input_value() == "Who is Harry Potter?"  # the page opens on the preset's forget prompt
     examples = page.locator("#play-examples button")
+    examples.nth(2).wait_for(timeout=30_000)  # the examples render after the prompt box
     assert examples.count() == 3
     examples.nth(1).click()  # the attacked one: the name replaced by a description
     page.wait_for_function("() => document.querySelector('#prompt textarea').value.includes('orphaned wizard')",
                            timeout=10_000)
     page.locator("#gate-status").get_by_text("p(forget)").wait_for(timeout=60_000)
     page.get_by_role("tab", name="Compare").click()
-    page.locator("#compare-examples button").nth(2).click()
+    page.locator("#compare-examples button").nth(2).click()  # click() waits for the button
     page.wait_for_function(
         "() => document.querySelector('#compare-prompt textarea').value === 'Who wrote The Lord of the Rings?'",
         timeout=10_000)
