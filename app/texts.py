@@ -75,12 +75,16 @@ OPTIMIZE_TAB = "Optimize"
 OPTIMIZE_HELP = (
     "Zeroth-order search of ECO's strength: minimise |metric(σ) − target| on the preset's **train** "
     "probes (the test split stays unseen). Uses the corruption settings of the Playground.\n\n"
-    "**How to read this:** each ZO step moves σ towards the target and the objective should fall; in the "
+    "**How to read this:** each ZO step moves σ towards the target and the objective should fall (the "
+    "adaptive rule overshoots, then halves its move each time it turns back); in the "
     "sweep, a good strength brings forget accuracy down towards chance while retain accuracy stays flat."
 )
 SWEEP_EMPTY = "Run a sweep to see forget vs retain accuracy for each strength."
 ZO_INIT, ZO_LR, ZO_EPS, ZO_MIN, ZO_STEPS = "σ₀", "Learning rate", "ε", "σ min", "Steps"
 ZO_TARGET, ZO_METRIC = "Target", "Metric"
+ZO_RULE, ZO_STEP = "Rule", "First move"
+ZO_RULE_INFO = ("adaptive: move by the slope's sign, doubling while it holds and halving when it flips "
+                "(first move in log σ); gradient: learning rate × slope")
 RUN_ZO = "Optimise"
 APPLY_BEST = "Apply the best σ to the Playground"
 BEST = "Best σ = {sigma:.4g} (objective {objective:.3f}) after {steps} step(s)"

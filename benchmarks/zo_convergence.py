@@ -1,5 +1,5 @@
 """Does ZO reach its target? ECO's strength searched by `Workbench.optimize` on harry_potter's train
-forget probes (log sigma, common random numbers, one noise draw per evaluation), from sigma 0.1
+forget probes (log sigma, the adaptive sign rule, common random numbers, one noise draw per evaluation), from sigma 0.1
 embedding-std to each target in turn, 10 steps at most. For each target: the steps taken until
 both probes of a step were within 0.05 of it, the best strength, and the metric re-measured there
 with the shipped noise seed, on train and (once, for the record) on test.
@@ -35,7 +35,9 @@ def main() -> None:
                      "test_accuracy_at_best": test, "seconds": round(time.perf_counter() - start, 1),
                      "path": [(round(s["theta_before"], 4), round(s["objective"], 4)) for s in steps]})
         print(runs[-1])
+    z = ZOConfig()
     write("zo_convergence", {"preset": "harry_potter", "split": "train", "tolerance": TOLERANCE, "max_steps": 10,
+                             "rule": z.rule, "first_move": z.step, "max_step": z.max_step, "eps": z.eps,
                              "all_reached": all(r["reached_within_tolerance_at_step"] for r in runs), "runs": runs,
                              "seconds": round(time.perf_counter() - t0, 1)})
 

@@ -15,6 +15,7 @@ from tests.test_cli import cli
 NAN, INF = math.nan, math.inf
 GEN = dict(max_new_tokens=4, dims=4, strength=5.0, selection="prompt", gate="always")
 ECO = ["rand_noise_first_n", 4, 5.0, "absolute", "prompt", "", "always", 0.0, 0]  # the Playground's ECO values
+ZO = ["adaptive", 1.0]  # the Optimize tab's rule and first move
 
 
 def capsule(**changes) -> dict:
@@ -89,14 +90,18 @@ CASES = [
     ("dims above the hidden size in a sweep", "/sweep", ["1", "100000", "train", *ECO], "dims must be between"),
     ("NaN ECO strength in a sweep", "/sweep", ["1", "0", "train", *ECO[:2], NAN, *ECO[3:]],
      "strength must be a finite number"),
-    ("NaN ZO target", "/optimize", [1.0, 10.0, 0.5, 0.1, 3, NAN, "forget_probe_accuracy", *ECO],
+    ("NaN ZO target", "/optimize", [1.0, 10.0, 0.5, 0.1, 3, NAN, "forget_probe_accuracy", *ZO, *ECO],
      "target must be a finite number"),
-    ("zero ZO steps", "/optimize", [1.0, 10.0, 0.5, 0.1, 0, 0.25, "forget_probe_accuracy", *ECO], "steps"),
-    ("NaN ZO learning rate", "/optimize", [1.0, NAN, 0.5, 0.1, 3, 0.25, "forget_probe_accuracy", *ECO],
+    ("zero ZO steps", "/optimize", [1.0, 10.0, 0.5, 0.1, 0, 0.25, "forget_probe_accuracy", *ZO, *ECO], "steps"),
+    ("NaN ZO learning rate", "/optimize", [1.0, NAN, 0.5, 0.1, 3, 0.25, "forget_probe_accuracy", *ZO, *ECO],
      "lr|finite|number"),
-    ("unknown ZO metric", "/optimize", [1.0, 10.0, 0.5, 0.1, 3, 0.25, "perplexity", *ECO],
+    ("unknown ZO rule", "/optimize", [1.0, 10.0, 0.5, 0.1, 3, 0.25, "forget_probe_accuracy", "newton", 1.0, *ECO],
+     "Unknown ZO rule|not in the list of choices"),
+    ("zero ZO first move", "/optimize", [1.0, 10.0, 0.5, 0.1, 3, 0.25, "forget_probe_accuracy", "adaptive", 0.0, *ECO],
+     "eps, step and max_step must be positive"),
+    ("unknown ZO metric", "/optimize", [1.0, 10.0, 0.5, 0.1, 3, 0.25, "perplexity", *ZO, *ECO],
      "Unknown ZO metric|not in the list of choices"),
-    ("NaN ECO seed in ZO", "/optimize", [1.0, 10.0, 0.5, 0.1, 3, 0.25, "forget_probe_accuracy", *ECO[:8], NAN],
+    ("NaN ECO seed in ZO", "/optimize", [1.0, 10.0, 0.5, 0.1, 3, 0.25, "forget_probe_accuracy", *ZO, *ECO[:8], NAN],
      "ECO seed must be a whole number"),
     ("NaN learning rate in training", "/train", {"method": "elm", "settings_json": '{"lr": NaN}'},
      "lr must be between"),

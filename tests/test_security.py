@@ -180,7 +180,7 @@ def test_cancelling_training_from_the_client_stops_it_and_installs_nothing(app_s
 def test_cancelling_a_zo_search_from_the_client_returns_at_once_and_stops_it(client):
     from engine.eco.pipeline import ECOConfig  # noqa: F401  (the endpoint takes the Playground's ECO values)
 
-    job = client.submit(1.0, 10.0, 0.5, 0.1, 20, 0.25, "forget_probe_accuracy",
+    job = client.submit(1.0, 10.0, 0.5, 0.1, 20, 0.25, "forget_probe_accuracy", "adaptive", 1.0,
                         "rand_noise_first_n", 4, 10.0, "absolute", "prompt", "", "always", 0.0, 0,
                         api_name="/optimize")
     wait_for_outputs(job, 1, timeout=120)

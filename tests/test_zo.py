@@ -17,6 +17,20 @@ def test_scalar_zo_reaches_the_target_of_a_monotone_objective_in_log_space():
     assert abs(metric(records[-1].theta_plus) - 0.25) <= 0.05 or abs(metric(records[-1].theta) - 0.25) <= 0.05
 
 
+def test_the_adaptive_rule_crosses_a_flat_decade_that_stalls_the_gradient_rule():
+    """Like ECO's forget accuracy: flat near 1 for decades of sigma, then a drop to a floor of 0.3 around
+    sigma 10. Target 0.4 from sigma 0.1: the slope at the start is ~1e-4, so lr x slope never moves;
+    the sign does, and the adaptive rule has both probes within 0.05 of the target inside 10 steps."""
+    import math
+
+    metric = lambda s: 0.3 + 0.7 / (1 + math.exp(1.5 * (math.log(s) - math.log(10))))  # noqa: E731
+    objective = lambda s, seed: abs(metric(s) - 0.4)  # noqa: E731
+    adaptive = list(run(objective, ScalarZO(ZOConfig(init=0.1, min=0.01, steps=10, tolerance=0.05))))
+    assert len(adaptive) < 10 and max(adaptive[-1].f_plus, adaptive[-1].f_minus) <= 0.05
+    gradient = list(run(objective, ScalarZO(ZOConfig(init=0.1, min=0.01, steps=10, tolerance=0.05, rule="gradient"))))
+    assert len(gradient) == 10 and gradient[-1].theta < 0.11
+
+
 def test_linear_step_matches_the_central_difference_away_from_the_bound():
     opt = ScalarZO(ZOConfig(init=1.0, lr=10.0, eps=0.5, min=0.1, space="linear", max_step=100.0))
     out = opt.step(lambda s, seed: s * s)

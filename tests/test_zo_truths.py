@@ -17,8 +17,8 @@ from engine.eco.zo import ScalarZO, VectorZO, ZOConfig, run, search_strength
 # ============================================================================ ZOConfig.validate
 
 FINITE = "must be a finite number (>= 0 for lr and tolerance)"
-POSITIVE = "ZO settings eps and max_step must be positive."
-LIN = dict(space="linear", max_step=100.0)  # the plain central-difference update, no trust region
+POSITIVE = "ZO settings eps, step and max_step must be positive."
+LIN = dict(space="linear", max_step=100.0, rule="gradient")  # the plain central-difference update, no trust region
 
 
 @pytest.mark.parametrize("bad,message", [
@@ -32,6 +32,9 @@ LIN = dict(space="linear", max_step=100.0)  # the plain central-difference updat
     (dict(eps=0.0), POSITIVE),
     (dict(eps=-0.5), POSITIVE),
     (dict(max_step=0.0), POSITIVE),
+    (dict(step=0.0), POSITIVE),
+    (dict(step=float("nan")), f"ZO setting step {FINITE}, got nan."),
+    (dict(rule="newton"), "Unknown ZO rule 'newton'; known: adaptive, gradient."),
     (dict(steps=0), "ZO steps must be between 1 and 1000, got 0."),
     (dict(steps=1001), "ZO steps must be between 1 and 1000, got 1001."),
     (dict(steps=-3), "ZO steps must be between 1 and 1000, got -3."),
@@ -89,6 +92,40 @@ def test_a_log_step_moves_log_sigma_by_at_most_max_step():
     out = opt.step(lambda s, seed: -math.log(s))
     assert out["grad"] == pytest.approx(-1.0) and out["theta_plus"] == pytest.approx(math.exp(0.25))
     assert opt.theta == pytest.approx(math.e)
+
+
+# |theta - 3.5| from 0 by the adaptive rule (step 1, eps 0.25, cap 4, linear): the slope's sign is -1 for
+# three steps, so the move doubles 1 -> 2 -> 4 (theta 1, 3, 7); at 7 it flips: halve to 2 and go back to 5;
+# the step after a flip keeps its size (to 3); the next flip halves to 1 (to 4), the same sign keeps 1 (to 3),
+# the next flip halves to 0.5 and lands on 3.5, where the probes tie and theta stays.
+ADAPTIVE_PATH = [  # (theta after the step, the move size after it, theta_plus, theta_minus, grad)
+    (1.0, 1.0, 0.25, -0.25, -1.0), (3.0, 2.0, 1.25, 0.75, -1.0), (7.0, 4.0, 3.25, 2.75, -1.0),
+    (5.0, 2.0, 7.25, 6.75, 1.0), (3.0, 2.0, 5.25, 4.75, 1.0), (4.0, 1.0, 3.25, 2.75, -1.0),
+    (3.0, 1.0, 4.25, 3.75, 1.0), (3.5, 0.5, 3.25, 2.75, -1.0), (3.5, 0.5, 3.75, 3.25, 0.0),
+]
+
+
+def test_the_adaptive_rule_doubles_while_the_sign_holds_and_halves_when_it_flips():
+    opt = ScalarZO(ZOConfig(init=0.0, step=1.0, eps=0.25, min=-10.0, max_step=4.0, space="linear", steps=9,
+                            tolerance=0.0))
+    path = [(r.theta, opt.delta, r.theta_plus, r.theta_minus, r.grad) for r in run(lambda s, seed: abs(s - 3.5), opt)]
+    assert path == ADAPTIVE_PATH
+
+
+def test_the_adaptive_rule_probes_no_wider_than_its_move_and_caps_the_move_at_max_step():
+    """eps 1 with a first move of 0.25: the probes sit at +-0.25; 10 - s has slope -1 throughout, so the move
+    doubles 0.25 -> 0.5 -> 1 -> 2 and then stays at the cap 2, and the probes widen only up to eps 1."""
+    opt = ScalarZO(ZOConfig(init=0.0, step=0.25, eps=1.0, min=-10.0, max_step=2.0, space="linear", steps=6,
+                            tolerance=0.0))
+    records = list(run(lambda s, seed: 10.0 - s, opt))
+    assert [r.theta_plus - r.theta_before for r in records] == [0.25, 0.25, 0.5, 1.0, 1.0, 1.0]
+    assert [r.theta - r.theta_before for r in records] == [0.25, 0.5, 1.0, 2.0, 2.0, 2.0]
+
+
+def test_a_first_step_larger_than_max_step_starts_at_the_cap():
+    opt = ScalarZO(ZOConfig(init=0.0, step=8.0, eps=0.25, min=-10.0, max_step=2.0, space="linear"))
+    opt.step(lambda s, seed: -s)
+    assert opt.theta == 2.0
 
 
 def abs3(s, seed=0):

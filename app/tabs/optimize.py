@@ -7,6 +7,7 @@ from contextlib import closing
 import gradio as gr
 
 from engine import ZOConfig, checks
+from engine.eco.zo import RULES
 
 from .. import plots, texts
 from . import calibrate
@@ -29,6 +30,8 @@ def build(workbench, settings) -> dict:
             nb_target = gr.Number(value=0.25, label=texts.ZO_TARGET)
             dd_metric = gr.Dropdown(["forget_probe_accuracy", "forget_probe_logprob"],
                                     value="forget_probe_accuracy", label=texts.ZO_METRIC)
+            dd_rule = gr.Dropdown(list(RULES), value=z.rule, label=texts.ZO_RULE, info=texts.ZO_RULE_INFO)
+            nb_step = gr.Number(value=z.step, label=texts.ZO_STEP)
         with gr.Row():
             btn_zo = gr.Button(texts.RUN_ZO, variant="primary", elem_id="btn-zo")
             btn_zo_stop = gr.Button(texts.STOP, variant="stop")
@@ -49,7 +52,7 @@ def build(workbench, settings) -> dict:
         df_sweep = gr.Dataframe(headers=[texts.SWEEP_EMPTY], label="points", interactive=False)
         cal = calibrate.build(workbench, settings)
     return dict(cal=cal, nb_init=nb_init, nb_lr=nb_lr, nb_eps=nb_eps, nb_min=nb_min, nb_steps=nb_steps,
-                nb_target=nb_target, dd_metric=dd_metric, btn_zo=btn_zo, btn_zo_stop=btn_zo_stop,
+                nb_target=nb_target, dd_metric=dd_metric, dd_rule=dd_rule, nb_step=nb_step, btn_zo=btn_zo, btn_zo_stop=btn_zo_stop,
                 btn_apply=btn_apply, md_best=md_best, pl_zo=pl_zo, js_zo=js_zo, st_best=st_best,
                 tb_strengths=tb_strengths, tb_dims=tb_dims, dd_split=dd_split, btn_sweep=btn_sweep,
                 btn_sweep_stop=btn_sweep_stop, pl_sweep=pl_sweep, df_sweep=df_sweep)
@@ -69,10 +72,10 @@ def wire(ui: dict, workbench, settings, playground: dict) -> None:
     eco_controls = playground["eco"]
 
     @ui_errors
-    def optimize(init, lr, eps, min_, steps, target, metric, *eco_values, progress=gr.Progress()):
+    def optimize(init, lr, eps, min_, steps, target, metric, rule, step, *eco_values, progress=gr.Progress()):
         cap = settings.get("max_zo_steps", 100)
         zc = ZOConfig(init=checks.finite("init", init), lr=checks.finite("lr", lr), eps=checks.finite("eps", eps),
-                      min=checks.finite("min", min_),
+                      min=checks.finite("min", min_), rule=str(rule), step=checks.finite("step", step),
                       steps=min(checks.integer("steps", steps, 1, 10_000), cap)).validate()
         goal = checks.finite("target", target, -1e6, 1e6)
         eco, records = eco_controls.config(*eco_values).validate(workbench.model_info()["hidden_size"]), []
@@ -120,7 +123,8 @@ def wire(ui: dict, workbench, settings, playground: dict) -> None:
                 progress(len(points) / total, desc=f"point {len(points)}/{total}")
                 yield plots.sweep_figure(points), _table(points)
 
-    zo_inputs = [ui[k] for k in ("nb_init", "nb_lr", "nb_eps", "nb_min", "nb_steps", "nb_target", "dd_metric")]
+    zo_inputs = [ui[k] for k in ("nb_init", "nb_lr", "nb_eps", "nb_min", "nb_steps", "nb_target", "dd_metric",
+                                 "dd_rule", "nb_step")]
     run = ui["btn_zo"].click(optimize, [*zo_inputs, *eco_controls.inputs],
                              [ui["pl_zo"], ui["js_zo"], ui["st_best"], ui["md_best"]],
                              api_name="optimize", concurrency_id="model")

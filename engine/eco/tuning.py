@@ -166,7 +166,10 @@ class Tuner:
             seen = len(points)
             if int(c.steps):
                 start = min(points, key=lambda p: (p["objective"], p["strength"]))["strength"]
-                zc = ZOConfig(init=start, min=cand.init * min(c.grid) / 10, steps=int(c.steps), tolerance=0.0)
+                # a local refinement between grid points (the scan did the global part), by the rule the
+                # presets' recorded searches ran with, so `calibrate-eco` reproduces them
+                zc = ZOConfig(init=start, min=cand.init * min(c.grid) / 10, steps=int(c.steps), tolerance=0.0,
+                              rule="gradient", max_step=1.0)
                 for _ in run(objective, ScalarZO(zc), stop_event=stop_event):
                     yield from points[seen:]
                     seen = len(points)
