@@ -32,7 +32,7 @@ def test_the_adaptive_rule_crosses_a_flat_decade_that_stalls_the_gradient_rule()
 
 
 def test_linear_step_matches_the_central_difference_away_from_the_bound():
-    opt = ScalarZO(ZOConfig(init=1.0, lr=10.0, eps=0.5, min=0.1, space="linear", max_step=100.0))
+    opt = ScalarZO(ZOConfig(init=1.0, lr=10.0, eps=0.5, min=0.1, space="linear", max_step=100.0, rule="gradient"))
     out = opt.step(lambda s, seed: s * s)
     assert (out["f_plus"], out["f_minus"]) == (2.25, 0.25) and out["grad"] == pytest.approx(2.0)
     assert not out["one_sided"] and opt.theta == pytest.approx(0.1)

@@ -88,28 +88,35 @@ def test_a_log_step_moves_log_sigma_by_at_most_max_step():
     """f(s) = -log(s) in log space: g = -1 exactly, lr 4 asks for +4, the trust region allows +1."""
     import math
 
-    opt = ScalarZO(ZOConfig(init=1.0, lr=4.0, eps=0.25, min=0.01, max_step=1.0))
+    opt = ScalarZO(ZOConfig(init=1.0, lr=4.0, eps=0.25, min=0.01, max_step=1.0, rule="gradient"))
     out = opt.step(lambda s, seed: -math.log(s))
     assert out["grad"] == pytest.approx(-1.0) and out["theta_plus"] == pytest.approx(math.exp(0.25))
     assert opt.theta == pytest.approx(math.e)
 
 
-# |theta - 3.5| from 0 by the adaptive rule (step 1, eps 0.25, cap 4, linear): the slope's sign is -1 for
-# three steps, so the move doubles 1 -> 2 -> 4 (theta 1, 3, 7); at 7 it flips: halve to 2 and go back to 5;
-# the step after a flip keeps its size (to 3); the next flip halves to 1 (to 4), the same sign keeps 1 (to 3),
-# the next flip halves to 0.5 and lands on 3.5, where the probes tie and theta stays.
-ADAPTIVE_PATH = [  # (theta after the step, the move size after it, theta_plus, theta_minus, grad)
-    (1.0, 1.0, 0.25, -0.25, -1.0), (3.0, 2.0, 1.25, 0.75, -1.0), (7.0, 4.0, 3.25, 2.75, -1.0),
-    (5.0, 2.0, 7.25, 6.75, 1.0), (3.0, 2.0, 5.25, 4.75, 1.0), (4.0, 1.0, 3.25, 2.75, -1.0),
-    (3.0, 1.0, 4.25, 3.75, 1.0), (3.5, 0.5, 3.25, 2.75, -1.0), (3.5, 0.5, 3.75, 3.25, 0.0),
+# |theta - 3.125| from 0 by the adaptive rule (first move 1, eps 0.25, cap 4, linear): the slope's sign
+# holds, so the move doubles 1 -> 2 (theta 1, 3); at 3 the probes (3.25, 2.75) give 0.125 and 0.375: the
+# slope is -0.5 and the probes' line reaches zero 0.25 / 0.5 = 0.5 further, short of the trust step 4, so
+# theta lands at 3.5 (past the target: the probes straddled it); there the sign flips, the trust step
+# halves to 2 and the line lands 0.375 back, on 3.125, where the probes tie and theta stays.
+ADAPTIVE_PATH = [  # (theta after the step, the trust step after it, theta_plus, theta_minus, grad)
+    (1.0, 1.0, 0.25, -0.25, -1.0), (3.0, 2.0, 1.25, 0.75, -1.0), (3.5, 4.0, 3.25, 2.75, -0.5),
+    (3.125, 2.0, 3.75, 3.25, 1.0), (3.125, 2.0, 3.375, 2.875, 0.0),
 ]
 
 
-def test_the_adaptive_rule_doubles_while_the_sign_holds_and_halves_when_it_flips():
-    opt = ScalarZO(ZOConfig(init=0.0, step=1.0, eps=0.25, min=-10.0, max_step=4.0, space="linear", steps=9,
+def test_the_adaptive_rule_doubles_while_the_sign_holds_halves_on_a_flip_and_lands_by_the_secant():
+    opt = ScalarZO(ZOConfig(init=0.0, step=1.0, eps=0.25, min=-10.0, max_step=4.0, space="linear", steps=5,
                             tolerance=0.0))
-    path = [(r.theta, opt.delta, r.theta_plus, r.theta_minus, r.grad) for r in run(lambda s, seed: abs(s - 3.5), opt)]
+    path = [(r.theta, opt.delta, r.theta_plus, r.theta_minus, r.grad) for r in run(lambda s, seed: abs(s - 3.125), opt)]
     assert path == ADAPTIVE_PATH
+
+
+def test_the_adaptive_trust_step_stops_doubling_at_max_step():
+    """|theta - 13| from 0: moves 1, 2, 4, then 4 (the cap), then the line's 2 lands on 13."""
+    opt = ScalarZO(ZOConfig(init=0.0, step=1.0, eps=0.25, min=-10.0, max_step=4.0, space="linear", steps=5,
+                            tolerance=0.0))
+    assert [r.theta for r in run(lambda s, seed: abs(s - 13.0), opt)] == [1.0, 3.0, 7.0, 11.0, 13.0]
 
 
 def test_the_adaptive_rule_probes_no_wider_than_its_move_and_caps_the_move_at_max_step():
@@ -124,7 +131,7 @@ def test_the_adaptive_rule_probes_no_wider_than_its_move_and_caps_the_move_at_ma
 
 def test_a_first_step_larger_than_max_step_starts_at_the_cap():
     opt = ScalarZO(ZOConfig(init=0.0, step=8.0, eps=0.25, min=-10.0, max_step=2.0, space="linear"))
-    opt.step(lambda s, seed: -s)
+    opt.step(lambda s, seed: 10.0 - s)
     assert opt.theta == 2.0
 
 

@@ -11,13 +11,16 @@ difference were still divided by 2 eps, so there the step takes a one-sided (for
 f(u + eps) - f(u) over eps instead. Theta never goes below `min`.
 
 Two rules turn the estimate into a move (`rule`):
-- "adaptive" (the default; sign-based, as Rprop): the move is `step` in the direction the slope's
-  sign says; the step doubles while that sign holds from one step to the next and halves when it
-  flips (the step after a flip keeps its size), capped at `max_step`, and the probes' half-width is min(eps, step). ECO's metric is flat
-  for decades of sigma and then drops, so a move proportional to the slope crawls where the metric
-  is flat (the gradient rule took 10 steps to leave sigma 0.1-0.6 on harry_potter); the sign is
-  informative long before the slope is large, and halving on a flip settles on the target.
-  A step whose two probes tie does not move and keeps its step size.
+- "adaptive" (the default; a sign-based trust step, as Rprop, with a secant landing): the move
+  goes the way the slope's sign says, by the trust step, which starts at `step`, doubles while that
+  sign holds from one step to the next and halves when it flips (the step after a flip keeps its
+  size), capped at `max_step`; but never further than where the line through the two probes
+  reaches zero (mean of the probes / |slope|), so a search close to its target lands instead of
+  doubling past it (the objective is read as a distance to a target, 0 there, as
+  `Workbench.optimize`'s |metric - target| is; a negative mean sets no landing). The probes' half-width is min(eps, trust step). ECO's metric is flat for
+  decades of sigma and then drops, so a move proportional to the slope crawls where the metric is
+  flat (the gradient rule took 10 steps to leave sigma 0.1-0.6 on harry_potter); the sign is
+  informative long before the slope is large. A step whose two probes tie does not move.
 - "gradient": the move is lr * slope, clipped to `max_step` (a trust region).
 
 `run()` drives any optimiser and yields one record per step; it stops when the stop event is set,
@@ -43,7 +46,8 @@ Objective = Callable[[float, int], float]
 class ZOConfig:
     init: float = field(default=1.0, metadata={"help": "Starting value of the strength (sigma_0)."})
     rule: str = field(default="adaptive", metadata={
-        "help": "adaptive: sign-based moves that double while the sign holds and halve when it flips; "
+        "help": "adaptive: sign-based moves that double while the sign holds and halve when it flips, "
+                "landing where the probes' line reaches zero when that is nearer; "
                 "gradient: lr x slope.", "choices": RULES})
     step: float = field(default=1.0, metadata={"help": "adaptive rule: the first move, in the search space's units."})
     lr: float = field(default=4.0, metadata={"help": "gradient rule: step size (eta), in the search space's units."})
@@ -124,14 +128,14 @@ class ScalarZO:
         f_plus, f_minus = f(self._from(up), seed), f(self._from(um), seed)
         g = (f_plus - f_minus) / (up - um)
         if adaptive:
-            move = self._adaptive_move(g)
+            move = self._adaptive_move(g, (f_plus + f_minus) / 2)
         else:
             move = max(-self.c.max_step, min(self.c.max_step, self.c.lr * g))
         self.u = max(self.u - move, self.lo)
         return dict(theta_plus=self._from(up), theta_minus=self._from(um), f_plus=f_plus, f_minus=f_minus,
                     grad=g, one_sided=one_sided)
 
-    def _adaptive_move(self, g: float) -> float:
+    def _adaptive_move(self, g: float, f: float) -> float:
         sign = (g > 0) - (g < 0)
         if sign == 0:
             return 0.0
@@ -143,7 +147,8 @@ class ScalarZO:
             self.sign = 0
         else:
             self.sign = sign
-        return sign * self.delta
+        landing = f / abs(g) if f >= 0 else math.inf  # the objective is a distance to a target: 0 there
+        return sign * min(self.delta, landing)
 
 
 class VectorZO:
