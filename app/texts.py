@@ -80,9 +80,9 @@ OPTIMIZE_HELP = (
     "sweep, a good strength brings forget accuracy down towards chance while retain accuracy stays flat."
 )
 SWEEP_EMPTY = "Run a sweep to see forget vs retain accuracy for each strength."
-ZO_INIT, ZO_LR, ZO_EPS, ZO_MIN, ZO_STEPS = "σ₀", "Learning rate", "ε", "σ min", "Steps"
+ZO_INIT, ZO_LR, ZO_EPS, ZO_MIN, ZO_STEPS = "σ₀", "Learning rate (gradient rule)", "ε", "σ min", "Steps"
 ZO_TARGET, ZO_METRIC = "Target", "Metric"
-ZO_RULE, ZO_STEP = "Rule", "First move"
+ZO_RULE, ZO_STEP = "Rule", "First move (adaptive rule, log σ)"
 ZO_RULE_INFO = ("adaptive: move by the slope's sign, doubling while it holds and halving when it flips "
                 "(first move in log σ); gradient: learning rate × slope")
 RUN_ZO = "Optimise"
