@@ -3,11 +3,11 @@ and a strength (x dims) sweep drawn as a dose-response plot."""
 from __future__ import annotations
 
 from contextlib import closing
+from dataclasses import fields
 
 import gradio as gr
 
 from engine import ZOConfig, checks
-from engine.eco.zo import RULES
 
 from .. import plots, texts
 from . import calibrate
@@ -30,7 +30,8 @@ def build(workbench, settings) -> dict:
             nb_target = gr.Number(value=0.25, label=texts.ZO_TARGET)
             dd_metric = gr.Dropdown(["forget_probe_accuracy", "forget_probe_logprob"],
                                     value="forget_probe_accuracy", label=texts.ZO_METRIC)
-            dd_rule = gr.Dropdown(list(RULES), value=z.rule, label=texts.ZO_RULE, info=texts.ZO_RULE_INFO)
+            rules = next(f for f in fields(ZOConfig) if f.name == "rule").metadata["choices"]
+            dd_rule = gr.Dropdown(list(rules), value=z.rule, label=texts.ZO_RULE, info=texts.ZO_RULE_INFO)
             nb_step = gr.Number(value=z.step, label=texts.ZO_STEP)
         with gr.Row():
             btn_zo = gr.Button(texts.RUN_ZO, variant="primary", elem_id="btn-zo")
