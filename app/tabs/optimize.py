@@ -53,9 +53,9 @@ def build(workbench, settings) -> dict:
         df_sweep = gr.Dataframe(headers=[texts.SWEEP_EMPTY], label="points", interactive=False)
         cal = calibrate.build(workbench, settings)
     return dict(cal=cal, nb_init=nb_init, nb_lr=nb_lr, nb_eps=nb_eps, nb_min=nb_min, nb_steps=nb_steps,
-                nb_target=nb_target, dd_metric=dd_metric, dd_rule=dd_rule, nb_step=nb_step, btn_zo=btn_zo, btn_zo_stop=btn_zo_stop,
-                btn_apply=btn_apply, md_best=md_best, pl_zo=pl_zo, js_zo=js_zo, st_best=st_best,
-                tb_strengths=tb_strengths, tb_dims=tb_dims, dd_split=dd_split, btn_sweep=btn_sweep,
+                nb_target=nb_target, dd_metric=dd_metric, dd_rule=dd_rule, nb_step=nb_step, btn_zo=btn_zo,
+                btn_zo_stop=btn_zo_stop, btn_apply=btn_apply, md_best=md_best, pl_zo=pl_zo, js_zo=js_zo,
+                st_best=st_best, tb_strengths=tb_strengths, tb_dims=tb_dims, dd_split=dd_split, btn_sweep=btn_sweep,
                 btn_sweep_stop=btn_sweep_stop, pl_sweep=pl_sweep, df_sweep=df_sweep)
 
 

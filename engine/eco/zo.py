@@ -17,10 +17,11 @@ Two rules turn the estimate into a move (`rule`):
   size), capped at `max_step`; but never further than where the line through the two probes
   reaches zero (mean of the probes / |slope|), so a search close to its target lands instead of
   doubling past it (the objective is read as a distance to a target, 0 there, as
-  `Workbench.optimize`'s |metric - target| is; a negative mean sets no landing). The probes' half-width is min(eps, trust step). ECO's metric is flat for
-  decades of sigma and then drops, so a move proportional to the slope crawls where the metric is
-  flat (the gradient rule took 10 steps to leave sigma 0.1-0.6 on harry_potter); the sign is
-  informative long before the slope is large. A step whose two probes tie does not move.
+  `Workbench.optimize`'s |metric - target| is; a negative mean sets no landing). The probes'
+  half-width is min(eps, trust step). ECO's metric is flat for decades of sigma and then drops, so
+  a move proportional to the slope crawls where the metric is flat (the gradient rule took 10 steps
+  to leave sigma 0.1-0.6 on harry_potter); the sign is informative long before the slope is large.
+  A step whose two probes tie does not move.
 - "gradient": the move is lr * slope, clipped to `max_step` (a trust region).
 
 `run()` drives any optimiser and yields one record per step; it stops when the stop event is set,
