@@ -21,6 +21,7 @@ from engine.attacks.translate import FRAMES as TRANSLATE_FRAMES
 from engine.attacks.translate import QUESTIONS, Translate
 from engine.data.presets import PRESETS_DIR, PresetError, load_preset
 from engine.data.records import AttackRow, Probe, PromptRecord
+from engine.eco.augment import attack_data
 
 SIDES = ("forget", "retain")
 DESCRIPTIONS = {  # (name, split) -> descriptions; Hagrid has none for the test split
@@ -318,7 +319,7 @@ def _preset_copy(tmp_path, attack_lines: list[str] | None):
     (folder / "data").mkdir(parents=True)
     shutil.copy(PRESETS_DIR / "harry_potter" / "preset.yaml", folder / "preset.yaml")
     for f in (PRESETS_DIR / "harry_potter" / "data").glob("*.jsonl"):
-        if f.name != "attacks.jsonl":
+        if f.name not in ("attacks.jsonl", "attacks_written.jsonl"):
             shutil.copy(f, folder / "data" / f.name)
     if attack_lines is not None:
         (folder / "data" / "attacks.jsonl").write_text("\n".join(attack_lines) + "\n", encoding="utf-8")
@@ -337,13 +338,46 @@ def test_the_preset_loader_reads_data_attacks_jsonl_when_present(tmp_path):
     assert AttackData.of(p, "train").retain_names == ["Narnia"]
 
 
+def test_hand_written_descriptions_join_the_attack_data_marked_as_written(tmp_path):
+    mined = {"id": "a1", "kind": "description", "name": "Hogwarts", "text": "a castle school", "split": "train"}
+    written = [{"id": "w1", "kind": "description", "name": "Hogwarts", "text": "a school for wizards",
+                "split": "train"},
+               {"id": "w2", "kind": "retain_description", "name": "Gandalf", "text": "the grey wizard of the hobbits",
+                "split": "train"}]
+    folder = _preset_copy(tmp_path, [json.dumps(mined)])
+    (folder / "data" / "attacks_written.jsonl").write_text("".join(json.dumps(r) + "\n" for r in written))
+    p = load_preset(folder)
+    assert [(r.id, r.written) for r in p.attacks] == [("a1", False), ("w1", True), ("w2", True)]
+    data = AttackData.of(p, "train")
+    assert data.descriptions == {"hogwarts": ["a castle school", "a school for wizards"]}
+    assert data.retain_descriptions == {"gandalf": ["the grey wizard of the hobbits"]}
+    assert "Gandalf" not in data.forget_names  # a retain description never makes its name a forget name
+    assert [r.id for r in attack_data(p, written=False).attacks] == ["a1"] and attack_data(p) is p
+
+
+def test_nameless_rewrites_retain_rows_only_where_retain_names_have_descriptions(preset):
+    rows = [AttackRow("rd1", "retain_description", "the author of a famous ring saga", "train", "Tolkien"),
+            AttackRow("rd2", "retain_description", "a ring-bearing hobbit", "test", "Frodo Baggins")]
+    with_retain = dataclasses.replace(preset, attacks=preset.attacks + rows)
+    out = PROMPT_ATTACKS["nameless"].attack_preset(with_retain, "train", AttackConfig())
+    assert [(r.id, r.prompt) for r in out.retain_prompts] == []  # "Who wrote The Lord of the Rings?" names no one
+    with_retain = dataclasses.replace(with_retain, retain_prompts=with_retain.retain_prompts + [
+        _prompt("r5", "Which languages did Tolkien invent?", "train")])
+    out = PROMPT_ATTACKS["nameless"].attack_preset(with_retain, "train", AttackConfig())
+    assert [(r.id, r.prompt) for r in out.retain_prompts] == [
+        ("r5", "Which languages did the author of a famous ring saga invent?")]
+    test = PROMPT_ATTACKS["nameless"].attack_preset(with_retain, "test", AttackConfig())
+    assert [r.prompt for r in test.retain_prompts] == ["Who is a ring-bearing hobbit?"]  # its split's own only
+    assert {r.id for r in test.forget_prompts} == {"t1", "t2", "t3"}  # the forget side is unchanged
+
+
 def test_a_preset_without_attack_data_loads_with_none(tmp_path):
     assert load_preset(_preset_copy(tmp_path, None)).attacks == []
 
 
 @pytest.mark.parametrize("bad,fragment", [
     ({"id": "a2", "kind": "nickname", "text": "x", "split": "test"},
-     "field 'kind' must be one of description, retain_name"),
+     "field 'kind' must be one of description, retain_description, retain_name"),
     ({"id": "a2", "kind": "description", "text": "a castle school", "split": "test"}, "missing field 'name'"),
     ({"id": "a2", "kind": "retain_name", "text": "Narnia", "split": "dev"}, "field 'split' must be one of"),
 ])

@@ -99,17 +99,19 @@ class AttackData:
     descriptions: dict[str, list[str]]  # forget name (lower case) -> descriptions
     retain_names: list[str]
     forget_names: list[str]  # every name the gate should hide: the keywords and the described names
+    retain_descriptions: dict[str, list[str]] = field(default_factory=dict)  # retain-only name -> descriptions
 
     @classmethod
     def of(cls, preset: Preset, split: str) -> "AttackData":
         rows = [r for r in getattr(preset, "attacks", []) if split in (None, "all") or r.split == split]
-        desc: dict[str, list[str]] = {}
+        desc: dict[str, dict[str, list[str]]] = {"description": {}, "retain_description": {}}
         for r in rows:
-            if r.kind == "description":
-                desc.setdefault(r.name.lower(), []).append(r.text)
+            if r.kind in desc:
+                desc[r.kind].setdefault(r.name.lower(), []).append(r.text)
         described = sorted({r.name for r in getattr(preset, "attacks", []) if r.kind == "description"})
-        return cls(descriptions=desc, retain_names=[r.text for r in rows if r.kind == "retain_name"],
-                   forget_names=sorted(set(preset.forget_keywords) | set(described)))
+        return cls(descriptions=desc["description"], retain_names=[r.text for r in rows if r.kind == "retain_name"],
+                   forget_names=sorted(set(preset.forget_keywords) | set(described)),
+                   retain_descriptions=desc["retain_description"])
 
     def require(self, what: str, preset: Preset, split: str) -> None:
         have = self.descriptions if what == "descriptions" else self.retain_names

@@ -1,8 +1,11 @@
 """`nameless`: every forget name is replaced by a description of it, so no name is left to match.
 
-The descriptions come from the preset's attack data (made from its own corpus by
-scripts/make_attack_data.py); a prompt without a described forget name, or whose name opens a title
-or compound ("Hogwarts School", "Jedi Council"), cannot be attacked cleanly and is left out. Retain rows have no forget names and are not attacked.
+The descriptions come from the preset's attack data (mined from its own corpus by
+scripts/make_attack_data.py, and hand-written ones in data/attacks_written.jsonl); a prompt without a
+described forget name, or whose name opens a title or compound ("Hogwarts School", "Jedi Council"),
+cannot be attacked cleanly and is left out. A retain row is rewritten the same way where the split
+has descriptions of retain-only names ("Gandalf" -> "the grey wizard who guides the hobbits"): the
+near-boundary question a gate must still let through; without them retain rows are not attacked.
 """
 from __future__ import annotations
 
@@ -20,9 +23,8 @@ class Nameless(PromptAttack):
     needs = ("descriptions",)
 
     def prompt(self, text: str, key: str, ctx: Context) -> str | None:
-        if ctx.side != "forget":
-            return None
-        names = name_pattern(ctx.data.descriptions)
+        descriptions = ctx.data.descriptions if ctx.side == "forget" else ctx.data.retain_descriptions
+        names = name_pattern(descriptions)
         if names is None or not names.search(text):
             return None
         r = ctx.rng(self.name, key)
@@ -30,7 +32,7 @@ class Nameless(PromptAttack):
         pat = re.compile(r"(?:(?<!\w)(a|an|the)\s+)?" + names.pattern, re.IGNORECASE)
 
         def describe(m: re.Match) -> str:
-            text = r.choice(ctx.data.descriptions[m.group(2).lower()])
+            text = r.choice(descriptions[m.group(2).lower()])
             if m.group(1) and not ARTICLE.match(text):
                 text = f"{m.group(1)} {text}"
             return text

@@ -7,7 +7,7 @@ models: the known-facts filter that produced the probe files lives in scripts/.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -98,8 +98,10 @@ class Preset:
         }
 
 
-OPTIONAL_FILES = {"forget_mcq": "mcq", "retain_mcq": "mcq", "attacks": "attack"}  # role -> kind, read when listed
-DEFAULT_OPTIONAL = {"attacks": "data/attacks.jsonl"}  # read from here when present, even if not listed
+OPTIONAL_FILES = {"forget_mcq": "mcq", "retain_mcq": "mcq", "attacks": "attack",
+                  "attacks_written": "attack"}  # role -> kind, read when listed
+# read from here when present, even if not listed; attacks_written (hand-written descriptions) joins attacks
+DEFAULT_OPTIONAL = {"attacks": "data/attacks.jsonl", "attacks_written": "data/attacks_written.jsonl"}
 
 
 
@@ -160,6 +162,9 @@ def load_preset(name_or_path: str | Path, root: Path = PRESETS_DIR) -> Preset:
             data[role] = read_jsonl(folder / source, kind, label=f"{label_root}/{source}")
         else:
             raise PresetError(f"{label_root}/preset.yaml: files.{role} must be a path or a dataset mapping.")
+    if "attacks_written" in data:
+        written = [replace(r, written=True) for r in data.pop("attacks_written")]
+        data["attacks"] = data.get("attacks", []) + written
     return Preset(
         name=str(meta["name"]), title=str(meta["title"]), description=str(meta["description"]),
         root=folder, forget_keywords=[str(k) for k in meta["forget_keywords"]],

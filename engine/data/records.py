@@ -60,15 +60,17 @@ class Passage:
 
 @dataclass(frozen=True)
 class AttackRow:
-    """One row of a preset's attack data: a description of a forget name, or a retain-only name."""
+    """One row of a preset's attack data: a description of a forget name (or of a retain-only name),
+    or a retain-only name."""
     id: str
-    kind: str  # description | retain_name
+    kind: str  # description | retain_description | retain_name
     text: str
     split: str
-    name: str = ""  # the forget name a description stands for
+    name: str = ""  # the name a description stands for
+    written: bool = False  # written by hand (data/attacks_written.jsonl), not mined from the corpus
 
 
-ATTACK_KINDS = ("description", "retain_name")
+ATTACK_KINDS = ("description", "retain_description", "retain_name")
 
 
 @dataclass
@@ -148,9 +150,9 @@ def parse_attack(rec: dict, where: str) -> AttackRow:
     kind = rec.get("kind")
     if kind not in ATTACK_KINDS:
         raise PresetError(f"{where}: field 'kind' must be one of {', '.join(ATTACK_KINDS)}, got {kind!r}.")
-    name = _text(rec, "name", where) if kind == "description" else ""
+    name = _text(rec, "name", where) if kind != "retain_name" else ""
     return AttackRow(id=_text(rec, "id", where), kind=kind, text=_text(rec, "text", where),
-                     split=_split(rec, where), name=name)
+                     split=_split(rec, where), name=name, written=bool(rec.get("written", False)))
 
 
 PARSERS = {"prompt": parse_prompt, "probe": parse_probe, "passage": parse_passage, "mcq": parse_mcq, "attack": parse_attack}
