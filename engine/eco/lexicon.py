@@ -172,13 +172,16 @@ def coined_words(forget_texts: list[str], retain_texts: list[str], tokenizer) ->
     """Capitalised words the forget material uses as names that spaCy does not tag ("Expelliarmus",
     "Niffler", "Hogwarts"): five letters or more, capitalised at least once in mid-sentence (so
     "Summarize" opening a question is not one), split into three or more pieces by the encoder's
-    vocabulary (rare), and absent, in any case, from the retain material."""
+    vocabulary (rare), never written in lower case by the forget material itself (so "Broomsticks" of
+    a pub's name is not one where the same texts fly on broomsticks: the matcher sees through case),
+    and absent, in any case, from the retain material."""
     import re
 
     mid = re.compile(r"(?<=[a-z,;] )([A-Z][a-z]{4,})(?![\w'-])")
     candidates = {m.group(1) for t in forget_texts for m in mid.finditer(t)}
+    ordinary = set(re.findall(r"(?<![\w'-])[a-z]+(?![\w'-])", "\n".join(forget_texts)))
     retain = set(re.findall(r"\w+", "\n".join(retain_texts).lower()))
-    return sorted(w for w in candidates if w.lower() not in retain and len(tokenizer.tokenize(w)) >= 3)
+    return sorted(w for w in candidates if w.lower() not in retain | ordinary and len(tokenizer.tokenize(w)) >= 3)
 
 
 def unseen_names(names: list[str], texts: list[str], see_through: bool = True) -> list[str]:
