@@ -12,7 +12,7 @@ import json
 from engine.data.presets import load_preset
 from engine.data.records import Passage, Probe, PromptRecord
 from engine.eco import calibration as C
-from engine.eco.augment import bucket, folds
+from engine.eco.augment import attack_data, bucket, folds
 from engine.eco.classifier import ClassifierConfig
 from tests.test_calibration import Scripted as RuleScripted
 
@@ -121,7 +121,7 @@ def test_calibrate_builds_the_lexicon_from_the_train_fold_and_the_classifier_tok
     monkeypatch.setattr(C, "unseen_names", lambda n, t, s: seen.append(("unseen_names", n, t, s)) or real(n, t, s))
     clf = C.calibrate(Scripted({}, tokenizer=tokenizer), preset, dataclasses.replace(PLAIN, lexicon=True))
     assert [s[0] for s in seen] == ["cached_lexicon", "rare_names_only", "unseen_names"]
-    assert (train := seen[0][1]) == folds(preset, 0.3).train
+    assert (train := seen[0][1]) == folds(attack_data(preset, written=False), 0.3).train  # the gate's own fold
     assert [r.id for r in train.retain_prompts + train.forget_prompts] == [  # no fold or test record
         f"r{200 + i}" for i in range(12) if i not in FOLD] + [f"r{i}" for i in range(10)]
     assert seen[1] == ("rare_names_only", entries, tokenizer) and seen[1][2] is tokenizer
