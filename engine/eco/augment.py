@@ -150,6 +150,7 @@ def frame_clauses(forget: list[str], retain: list[str]) -> list[str]:
     say nothing about either topic. The gate scores every clause alone, so a frame learnt only
     inside whole copies of both labels scores wherever it falls, the same on every copy it wraps;
     on the calibration fold one frame's score is then shared by a dozen copies and sets tau.
-    Labelled retain alone, a frame scores low, and a wrapped forget question keeps its own score."""
+    Labelled retain alone, a frame scores lower (harry_potter's grandmother frame: 0.587 -> 0.555),
+    and a wrapped forget question keeps its own clause's score."""
     seen = {c for t in forget for c in clauses(t)}
     return [c for t in retain for c in clauses(t) if c in seen]
