@@ -14,7 +14,7 @@ from engine.attacks.base import AttackData
 from engine.data.presets import load_preset
 from engine.eco import augment as A
 from engine.eco.calibration import training_data
-from engine.eco.lexicon import FUZZY_MIN, NameMatcher, canonical, one_edit
+from engine.eco.lexicon import FUZZY_MIN, NameMatcher, canonical, number_forms, one_edit
 
 
 @pytest.fixture(scope="module")
@@ -286,6 +286,20 @@ def test_a_typo_is_seen_through_only_in_words_of_fuzzy_min_letters():
     for typo in ["Siruis Black", "Sirius Blakc", "Siruis Blakc"]:
         assert m.find(f"Who is {typo}?") == ["Sirius Black"], typo
     assert NameMatcher(["Ron Weasley"]).find("Who is Rno Weasley?") == []  # "Ron" is shorter than that
+
+
+def test_a_name_is_seen_through_in_the_plural_and_the_singular():
+    m = NameMatcher(["Jawa", "Horcruxes", "Death Star", "Rey"])
+    for text, name in [("Where do Jawas live?", "Jawa"), ("What is a horcrux?", "Horcruxes"),
+                       ("How many Death Stars were built?", "Death Star"), ("the reys", "Rey"),
+                       ("J4WAS", "Jawa")]:
+        assert m.find(text) == [name], text
+    # a regular ending only, keeping a stem of three letters: no other word of the name's length
+    for miss in ["Jaws", "Jawed", "Horcruxing", "Re", "Reyes", "Rays"]:
+        assert m.find(f"Tell me about {miss}.") == [], miss
+    assert NameMatcher(["Jawa"], see_through=False).find("Jawas") == []  # as written only
+    assert number_forms("owls") >= {"owl", "owls"} and number_forms("gas") == {"gas", "gass", "gases"}
+    assert number_forms("reyes") == {"reyes", "reyess", "reyeses", "reye"}  # "es" after a vowel is no ending
 
 
 def test_leetspeak_digits_count_only_inside_words():

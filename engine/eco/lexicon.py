@@ -6,7 +6,8 @@ It is built with spaCy NER over the gate's training fold only (no test record an
 record), cleaned of NER fragments, cut of anything that occurs on the retain side, and cached per
 material; `rare_names_only` then keeps the names uncommon enough to mean the topic, judged by the
 encoder's vocabulary. `NameMatcher` finds the names as written and also as an attacker disguises
-them: any case, leetspeak digits, letters spaced or hyphenated apart, or one typo in a long word.
+them: any case, leetspeak digits, letters spaced or hyphenated apart, a plural or singular form,
+or one typo in a long word.
 """
 from __future__ import annotations
 
@@ -119,9 +120,10 @@ def one_edit(a: str, b: str) -> bool:
 
 class NameMatcher:
     """Finds lexicon names in a text: exactly (case-sensitive, whole words), and with `see_through`
-    also in the text's canonical form, word by word, where a word of FUZZY_MIN letters or more may
-    carry one typo (in a multi-word name, whose every word must match, one of FUZZY_MIN_IN_NAME),
-    and a multi-word name may be written as one run ("siriusblack", exactly).
+    also in the text's canonical form, word by word, where a word may take or drop a plural ending
+    ("Jawas" for "Jawa", "Horcrux" for "Horcruxes"), a word of FUZZY_MIN letters or more may carry
+    one typo (in a multi-word name, whose every word must match, one of FUZZY_MIN_IN_NAME), and a
+    multi-word name may be written as one run ("siriusblack", exactly).
     Known gap: a one-letter word right after spaced-out letters joins their run ("H a g r i d a")."""
 
     def __init__(self, names: list[str], see_through: bool = True):
@@ -157,7 +159,7 @@ class NameMatcher:
         runs = set(words)
         found += [name for joined, name in sorted(self.joined) if joined in runs and name not in found]
         for i, w in enumerate(words):
-            candidates = list(self.by_first.get(w, ()))
+            candidates = [c for form in number_forms(w) for c in self.by_first.get(form, ())]
             if len(w) >= FUZZY_MIN_IN_NAME - 1:
                 candidates += [c for k in _deletions(w) for c in self.by_deletion.get(k, ())
                                if one_edit(c[0][0], w) and c not in candidates]
@@ -198,9 +200,21 @@ def _deletions(word: str) -> set[str]:
     return {word} | {word[:i] + word[i + 1:] for i in range(len(word))}
 
 
+def number_forms(word: str) -> set[str]:
+    """The word and its regular plural or singular: "jawa" <-> "jawas", "horcrux" <-> "horcruxes"
+    ("es" only after s, x, z, ch or sh, so "rey" is not "reyes"). A stem keeps three letters."""
+    sibilant = ("s", "x", "z", "ch", "sh")
+    forms = {word, word + "s"} | ({word + "es"} if word.endswith(sibilant) else set())
+    if word.endswith("es") and word[:-2].endswith(sibilant) and len(word) >= 5:
+        forms.add(word[:-2])
+    elif word.endswith("s") and not word.endswith("ss") and len(word) >= 4:
+        forms.add(word[:-1])
+    return forms
+
+
 def _same(name_word: str, word: str, n_words: int = 1) -> bool:
     shortest = FUZZY_MIN if n_words == 1 else FUZZY_MIN_IN_NAME
-    return name_word == word or (len(name_word) >= shortest and one_edit(name_word, word))
+    return word in number_forms(name_word) or (len(name_word) >= shortest and one_edit(name_word, word))
 
 
 def named_entities(texts: list[str]) -> dict[str, str]:
