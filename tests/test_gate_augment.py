@@ -202,6 +202,25 @@ def test_the_dev_experiment_keeps_a_share_of_each_names_descriptions_out_of_trai
                                                                           if r.kind == "description"}
 
 
+def test_the_hand_written_nameless_dev_set_uses_written_descriptions_only(hp):
+    from engine.eco.assess import written_nameless, without_dev
+
+    _, dev_fold = without_dev(hp)
+    sets = written_nameless(hp, dev_fold)
+    written = {r.text for r in hp.attacks if r.written and r.kind == "description"}
+    written_retain = {r.text for r in hp.attacks if r.written and r.kind == "retain_description"}
+    mined = {r.text for r in hp.attacks if not r.written and r.kind == "description"}
+    assert len(sets["forget"]) > 30 and len(set(sets["forget"])) == len(sets["forget"])
+    has = lambda p, descriptions: any(d.lower() in p.lower() for d in descriptions)  # noqa: E731
+    assert all(has(p, written) for p in sets["forget"]) and not [p for p in sets["forget"] if has(p, mined - written)]
+    assert sets["retain"] and all(has(p, written_retain) for p in sets["retain"])
+    dev_prompts = {r.prompt for r in dev_fold.prompts("forget", "train")}
+    assert not set(sets["forget"]) & dev_prompts  # every one rewritten
+    assert written_nameless(hp, dev_fold) == sets  # deterministic
+    assert written_nameless(dataclasses.replace(hp, attacks=[r for r in hp.attacks if not r.written]),
+                            dev_fold) is None
+
+
 def test_contrastive_pairs_are_a_retain_train_prompt_then_a_forget_train_prompt(hp, train):
     pairs = A.contrastive(train, 0)
     retain = [r.prompt for r in train.prompts("retain", "train")]

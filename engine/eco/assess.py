@@ -5,7 +5,8 @@ attack (the split's own templates, descriptions and names): forget recall per fa
 retain FPR on clean, attacked and attacked near-boundary retain prompts, and the cost per prompt.
 `compare_gate_designs(preset, designs)`: each design built without a dev fold of the train split
 (and without the test split), calibrated as shipped, and measured on that fold clean and under the
-attacks made with train-split templates. A design named "llm_states..." is a logistic regression on
+attacks made with train-split templates, and, apart, under `nameless` with the preset's hand-written
+descriptions (`written_nameless`). A design named "llm_states..." is a logistic regression on
 the loaded LLM's middle-layer states (mean over the prompt), with the lexicon of the design before
 it. benchmarks/gate.py runs both.
 """
@@ -100,6 +101,30 @@ def split_descriptions(rows: list) -> tuple[list, list]:
     return [r for r in rows if r.id not in dev_ids], [r for r in rows if r.id in dev_ids] + names
 
 
+WRITTEN_SEEDS = (1, 2, 3, 4)
+
+
+def written_nameless(preset, dev_fold, seeds=WRITTEN_SEEDS) -> dict[str, list] | None:
+    """The dev fold's prompts rewritten by `nameless` with the preset's hand-written descriptions
+    (data/attacks_written.jsonl), one draw per seed, deduplicated: {forget, retain, boundary}. They
+    describe the names in other words than the corpus the mined descriptions come from, and a design
+    with `written=False` never learns from them, so they measure descriptions it has never seen.
+    None when the preset has none."""
+    from ..attacks import PROMPT_ATTACKS
+    from ..attacks.base import AttackConfig
+
+    rows = [r for r in preset.attacks if r.split == "train" and (r.written or r.kind == "retain_name")]
+    if not any(r.written for r in rows):
+        return None
+    fold, out = dataclasses.replace(dev_fold, attacks=rows), {"forget": [], "retain": [], "boundary": []}
+    for seed in seeds:
+        a = PROMPT_ATTACKS["nameless"].attack_preset(fold, "train", AttackConfig(seed=seed))
+        out["forget"] += [r.prompt for r in a.prompts("forget", "train")]
+        out["retain"] += [r.prompt for r in a.prompts("retain", "train")]
+        out["boundary"] += [r.prompt for r in a.prompts("retain", "train") if r.boundary]
+    return {k: list(dict.fromkeys(v)) for k, v in out.items()}
+
+
 class LLMStates:
     """p(forget) from a logistic regression on the default LLM's middle-layer states (prompt mean)."""
 
@@ -174,6 +199,7 @@ def compare_gate_designs(preset: Preset, designs: dict[str, ClassifierConfig], s
     training settings share one trained classifier (kept in `cache` when given)."""
     held, dev_fold = without_dev(preset)
     sets = attacked_sets(dev_fold, "train", seed=seed)
+    written = written_nameless(preset, dev_fold)
     results, trained, lexicon = {}, {}, None
     for name, config in designs.items():
         t0 = time.perf_counter()
@@ -206,7 +232,12 @@ def compare_gate_designs(preset: Preset, designs: dict[str, ClassifierConfig], s
         results[name] = {"train_seconds": round(seconds, 1), "threshold": round(threshold, 4),
                          "ms_per_prompt": per_prompt_ms(score, sets["clean"]["forget"]),
                          **measure(score, threshold, sets)}
+        if written is not None:  # apart from the pooled figures; only where the design never learnt them
+            results[name]["nameless_written"] = None if config.written else \
+                measure(score, threshold, {"nameless_written": written})["nameless_written"]
         if on_design:
             on_design(name, results[name])
+    n_dev = {f: {k: len(v) for k, v in s.items()}
+             for f, s in {**sets, **({"nameless_written": written} if written else {})}.items()}
     return {"preset": preset.name, "dev_fraction": DEV_FRACTION, "attack_seed": seed,
-            "n_dev": {f: {k: len(v) for k, v in s.items()} for f, s in sets.items()}, "designs": results}
+            "written_seeds": list(WRITTEN_SEEDS) if written else [], "n_dev": n_dev, "designs": results}

@@ -12,6 +12,8 @@ and at line breaks), and one longer than max_length tokens as overlapping window
 score counts. So text added around a forget question (a neighbour's name, a preamble, other
 questions) cannot lower its score below the question's own. Training keeps a text's last
 max_length tokens (where a wrapped question sits).
+Words: each window's score is (1 - words) x the neighbours' + words x a logistic regression on its
+words (words.py), which weighs the topic's own vocabulary where sentence embeddings blur it.
 Lexicon: the gate also flags a prompt that names an entity found (by spaCy) in the forget part of
 the training fold and nowhere in its retain part, also when the name is disguised (lexicon.py);
 such a prompt scores 1. There is no retain-side override: nothing a prompt adds can lower its
@@ -34,7 +36,7 @@ import os
 import shutil
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -44,6 +46,7 @@ from .calibration import calibrate, training_data
 from .augment import clauses
 from .lexicon import NameMatcher
 from .neighbours import Bank, embed, pooled
+from .words import WordHead
 from ..lm.models import cache_dir
 from ..data.presets import Preset
 
@@ -84,8 +87,23 @@ class ClassifierConfig:
     written: bool = field(default=False, metadata={
         "help": "Also learn from the preset's hand-written descriptions (data/attacks_written.jsonl)."})
     segments: bool = field(default=True, metadata={"help": "Score each clause of a prompt too; the highest score counts."})
+    # presets turn it on in preset.yaml `gate:` where their own dev fold says so (benchmarks/gate.py --dev --words)
+    words: float = field(default=0.0, metadata={
+        "help": "Share of the word head (logistic regression on a text's words) in each score; 0 = none.", "min": 0.0,
+        "max": 1.0})
+    words_c: float = field(default=10.0, metadata={"help": "The word head's inverse regularisation strength."})
     half_embeddings: bool = field(default=True, metadata={"help": "Keep the word-embedding table (half the encoder) in float16; compute stays float32."})
     seed: int = 0
+
+    @classmethod
+    def for_preset(cls, preset) -> "ClassifierConfig":
+        """A preset's gate settings: its preset.yaml `gate:` block over the class defaults."""
+        block = (getattr(preset, "meta", None) or {}).get("gate") if preset is not None else None
+        known = {f.name for f in fields(cls)}
+        if block is not None and (not isinstance(block, dict) or set(block) - known):
+            bad = sorted(set(block) - known) if isinstance(block, dict) else block
+            raise ValueError(f"{preset.name}/preset.yaml: 'gate' must map gate settings; unknown: {bad}.")
+        return cls(**(block or {}))
 
     def material(self) -> dict:
         """gate_texts' settings for the training material."""
@@ -114,6 +132,7 @@ class PromptClassifier:
         self.report = report or {}
         self.forget_index, self.max_length, self.segments = forget_index, max_length, segments
         self.bank: Bank | None = None  # the neighbours head; None: the sequence classifier's own head
+        self.words: WordHead | None = None  # blended into every window's score when set
         self.set_lexicon(lexicon or [], see_through)
 
     def set_lexicon(self, entities: list[str], see_through: bool = True) -> None:
@@ -161,20 +180,24 @@ class PromptClassifier:
     @torch.inference_mode()
     def classifier_score(self, prompts: list[str], batch_size: int = 64) -> list[float]:
         """p(forget | prompt) from the sequence classifier alone: the highest over the prompt's windows."""
-        owner, chunks = [], []
+        owner, chunks, raw = [], [], []
         head, tail = self._specials()
         for i, p in enumerate(prompts):
             for w in self.windows(p):
                 owner.append(i)
                 chunks.append(head + w + tail)
+                raw.append(w)
         probs = []
         for i in range(0, len(chunks), batch_size):
             enc = self.tokenizer.pad({"input_ids": chunks[i:i + batch_size]}, return_tensors="pt")
             if self.bank is not None:
-                probs += self.bank.score(pooled(self.model, enc["input_ids"], enc["attention_mask"]))
-                continue
-            logits = self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits.float()
-            probs += torch.softmax(logits, -1)[:, self.forget_index].tolist()
+                batch = self.bank.score(pooled(self.model, enc["input_ids"], enc["attention_mask"]))
+            else:
+                logits = self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits.float()
+                batch = torch.softmax(logits, -1)[:, self.forget_index].tolist()
+            if self.words is not None:  # each window's words as the encoder reads them
+                batch = self.words.blend(batch, self.tokenizer.batch_decode(raw[i:i + batch_size]))
+            probs += batch
         out = [0.0] * len(prompts)
         for i, p in zip(owner, probs):
             out[i] = max(out[i], p)
@@ -201,6 +224,8 @@ class PromptClassifier:
         self.tokenizer.save_pretrained(tmp)
         if self.bank is not None:
             self.bank.save(tmp)
+        if self.words is not None:
+            self.words.save(tmp)
         meta = {"threshold": self.threshold, "name": self.name, "report": self.report,
                 "forget_index": self.forget_index, "max_length": self.max_length, "lexicon": self.lexicon,
                 "see_through": self.see_through, "segments": self.segments,
@@ -234,6 +259,7 @@ class PromptClassifier:
                   forget_index=forget_index, max_length=meta.get("max_length", 128), lexicon=meta.get("lexicon"),
                   see_through=meta.get("see_through", True), segments=meta.get("segments", False))
         clf.bank = Bank.load(Path(name_or_path)) if meta else None
+        clf.words = WordHead.load(Path(name_or_path)) if meta else None
         return clf
 
 
@@ -257,7 +283,7 @@ def train_classifier(preset: Preset, config: ClassifierConfig | None = None,
     """Fine-tune the encoder on the preset; returns None if stopped (nothing is cached then)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    config = config or ClassifierConfig()
+    config = config or ClassifierConfig.for_preset(preset)
     path = default_encoder_path() if config.encoder == "minilm" else config.encoder
     torch.manual_seed(config.seed)
     tok = AutoTokenizer.from_pretrained(path)
@@ -299,6 +325,7 @@ def train_classifier(preset: Preset, config: ClassifierConfig | None = None,
     clf = PromptClassifier(model, tok, 0.5, name=f"{preset.name}-minilm", max_length=config.max_length,
                            segments=config.segments)
     set_precision(clf.model, config.half_embeddings)
+    clf.words = word_head(config, tok, data)
     clf.report = {"train_size": len(data), "train_seconds": round(time.perf_counter() - start, 1)}
     return calibrate(clf, preset, config)
 
@@ -320,8 +347,20 @@ def _neighbours_classifier(preset, config, model, tok, data, on_step, stop_event
     clf = PromptClassifier(model, tok, 0.5, name=f"{preset.name}-minilm-neighbours", max_length=config.max_length,
                            segments=config.segments)
     clf.bank = Bank(vectors[labels], vectors[~labels], config.k)
+    clf.words = word_head(config, tok, data)
     clf.report = {"train_size": len(data), "train_seconds": round(time.perf_counter() - start, 1)}
     return calibrate(clf, preset, config)
+
+
+def word_head(config: ClassifierConfig, tokenizer, data: list[tuple[str, int]]) -> WordHead | None:
+    """The word head on the training texts as the classifier reads them (the last max_length tokens,
+    decoded), or None when `config.words` is 0."""
+    if not config.words:
+        return None
+    room = max(8, config.max_length - 2)
+    ids = tokenizer([t for t, _ in data], add_special_tokens=False)["input_ids"]
+    texts = tokenizer.batch_decode([x[-room:] for x in ids])
+    return WordHead.fit(texts, [label for _, label in data], config.words, config.words_c)
 
 
 def _restore_float32(model, weights: Path) -> None:
@@ -352,7 +391,7 @@ def preset_classifier(preset: Preset, config: ClassifierConfig | None = None,
                       on_step: Callable[[dict], None] | None = None,
                       stop_event: threading.Event | None = None) -> PromptClassifier | None:
     """The cached classifier for this preset and settings, trained (and cached) on first use."""
-    config = config or ClassifierConfig()
+    config = config or ClassifierConfig.for_preset(preset)
     data, calib = training_data(preset, config.calibration_fraction, config.entity_questions, config.augment,
                                 config.seed, config.written, **config.material())
     path = cache_dir() / "classifiers" / f"{preset.name}-{config.key(data + [(c, -1) for c in calib])}"
