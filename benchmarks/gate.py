@@ -23,11 +23,11 @@ them (four draws; `nameless_written`): descriptions in other words than the corp
 probes), the neighbours head alone and with the word head (weight 0.3): the evidence for each
 preset.yaml's `gate: {words: ...}`. Writes "gate_dev_words".
 
-`python gate.py [presets...]`: the shipped gate (each preset's own settings) on each preset's test split: clean, then every
-prompt attack with the test split's templates, descriptions and names (seed 0); forget recall per
-family and pooled, retain FPR on the clean test retain prompts, on all attacked retain prompts and
-on the attacked near-boundary ones; and the gate's cost per prompt. Writes results.json sections
-"gate_dev" and "gate_test".
+`python gate.py [presets...]`: the shipped gate (each preset's own settings) on each preset's test
+split: clean, then every prompt attack with the test split's templates, descriptions and names
+(seed 0); forget recall per family and pooled, retain FPR on the clean test retain prompts, on all
+attacked retain prompts and on the attacked near-boundary ones; and the gate's cost per prompt.
+Writes results.json sections "gate_dev" and "gate_test".
 """
 from __future__ import annotations
 
@@ -55,14 +55,16 @@ DESIGNS = {  # fine-tuned designs sharing training settings share one trained cl
     "llm_states+attacks+see_through": ClassifierConfig(**NB),
     "neighbours k=10+attacks+see_through+segments+words 0.3": ClassifierConfig(words=0.3),
 }
-DESCRIPTION_DESIGNS = {  # --descriptions: description data, the attacks' frames and the word head, on the honest dev fold
+# --descriptions: description data, the attacks' frames and the word head, on the honest dev fold
+DESCRIPTION_DESIGNS = {
     "mined descriptions": ClassifierConfig(**NB),
     "mined descriptions, 3 nameless copies": ClassifierConfig(**NB, nameless_copies=3),
     "+ written descriptions": ClassifierConfig(**NB, written=True),
     "+ written descriptions, 3 nameless copies": ClassifierConfig(**NB, written=True, nameless_copies=3),
     "mined descriptions, frames as retain": ClassifierConfig(**NB, frames=True),
     "+ written descriptions, frames as retain": ClassifierConfig(**NB, written=True, frames=True),
-    "+ written descriptions, frames as retain, answers": ClassifierConfig(**NB, written=True, frames=True, answers=True),
+    "+ written descriptions, frames as retain, answers":
+        ClassifierConfig(**NB, written=True, frames=True, answers=True),
     "mined descriptions, word head 0.3 (shipped)": ClassifierConfig(words=0.3),
     "+ written descriptions, word head 0.3": ClassifierConfig(written=True, words=0.3),
     "mined descriptions, frames as retain, word head 0.3": ClassifierConfig(frames=True, words=0.3),

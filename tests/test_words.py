@@ -88,7 +88,7 @@ def test_the_gate_blends_the_word_head_into_every_window_and_keeps_it(small_pres
 def test_a_preset_turns_the_word_head_on_in_its_gate_block():
     hp, chem = load_preset("harry_potter"), load_preset("chemistry")
     assert ClassifierConfig.for_preset(hp).words == 0.3 and ClassifierConfig().words == 0.0
-    assert ClassifierConfig.for_preset(chem) == ClassifierConfig() and ClassifierConfig.for_preset(None) == ClassifierConfig()
+    assert ClassifierConfig.for_preset(chem) == ClassifierConfig() == ClassifierConfig.for_preset(None)
     bad = dataclasses.replace(chem, meta={**chem.meta, "gate": {"word": 0.3}})
     with pytest.raises(ValueError, match=r"'gate' must map gate settings; unknown: \['word'\]"):
         ClassifierConfig.for_preset(bad)
