@@ -325,7 +325,7 @@ def train_classifier(preset: Preset, config: ClassifierConfig | None = None,
     clf = PromptClassifier(model, tok, 0.5, name=f"{preset.name}-minilm", max_length=config.max_length,
                            segments=config.segments)
     set_precision(clf.model, config.half_embeddings)
-    clf.words = word_head(config, tok, data)
+    clf.words = WordHead.as_read(tok, data, config.max_length, config.words, config.words_c) if config.words else None
     clf.report = {"train_size": len(data), "train_seconds": round(time.perf_counter() - start, 1)}
     return calibrate(clf, preset, config)
 
@@ -347,20 +347,9 @@ def _neighbours_classifier(preset, config, model, tok, data, on_step, stop_event
     clf = PromptClassifier(model, tok, 0.5, name=f"{preset.name}-minilm-neighbours", max_length=config.max_length,
                            segments=config.segments)
     clf.bank = Bank(vectors[labels], vectors[~labels], config.k)
-    clf.words = word_head(config, tok, data)
+    clf.words = WordHead.as_read(tok, data, config.max_length, config.words, config.words_c) if config.words else None
     clf.report = {"train_size": len(data), "train_seconds": round(time.perf_counter() - start, 1)}
     return calibrate(clf, preset, config)
-
-
-def word_head(config: ClassifierConfig, tokenizer, data: list[tuple[str, int]]) -> WordHead | None:
-    """The word head on the training texts as the classifier reads them (the last max_length tokens,
-    decoded), or None when `config.words` is 0."""
-    if not config.words:
-        return None
-    room = max(8, config.max_length - 2)
-    ids = tokenizer([t for t, _ in data], add_special_tokens=False)["input_ids"]
-    texts = tokenizer.batch_decode([x[-room:] for x in ids])
-    return WordHead.fit(texts, [label for _, label in data], config.words, config.words_c)
 
 
 def _restore_float32(model, weights: Path) -> None:

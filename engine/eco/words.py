@@ -81,6 +81,16 @@ class WordHead:
         head.coef, head.intercept = lr.coef_[0].tolist()[:len(vocab)], float(lr.intercept_[0])
         return head
 
+    @classmethod
+    def as_read(cls, tokenizer, data: list[tuple[str, int]], max_length: int, weight: float,
+                c: float = 10.0) -> "WordHead":
+        """Fitted on the training texts as the classifier reads them: each text's last max_length
+        tokens (room left for the two special tokens), decoded, so training and scoring see the same words."""
+        room = max(8, max_length - 2)
+        ids = tokenizer([t for t, _ in data], add_special_tokens=False)["input_ids"]
+        texts = tokenizer.batch_decode([x[-room:] for x in ids])
+        return cls.fit(texts, [label for _, label in data], weight, c)
+
     def save(self, folder: Path) -> None:
         data = {"vocab": self.vocab, "idf": self.idf, "coef": self.coef, "intercept": self.intercept,
                 "weight": self.weight}
