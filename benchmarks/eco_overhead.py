@@ -9,7 +9,10 @@ default (its calibrated `eco:` block):
 
 Every request generates exactly 64 new tokens greedily per row (min_new_tokens = 64, so the counts
 match); each ratio compares whole-request wall time, measured in one run: a warm-up of each, then
-REPEATS alternating plain / ECO pairs, median of each.
+REPEATS plain / ECO pairs, in turn plain first and ECO first (so a drift in the machine's speed
+cannot favour either), and the median of the pairs' own ratios, next to the ratio of the medians.
+The spread of the pair ratios is written too: on a shared or throttled machine it shows how far
+one pair can stray.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from common import timed, write
 from engine import GenerationConfig, Workbench
 
 PROMPT = "Who is Harry Potter?"
-REPEATS = 5
+REPEATS = 8
 
 
 def main() -> None:
@@ -42,16 +45,20 @@ def main() -> None:
         return lambda: list(wb.stream_many(PROMPT, rows, cfg))[-1]
 
     plain_pair, eco_pair = pair([("original", None), ("original", None)]), pair([("original", None), ("eco", eco)])
-    plain_s, eco_s, plain, eco_out = alternate(plain_request, eco_request)
-    pair_plain_s, pair_eco_s, _, _ = alternate(plain_pair, eco_pair)
+    plain_s, eco_s, ratios, plain, eco_out = alternate(plain_request, eco_request)
+    pair_plain_s, pair_eco_s, pair_ratios, _, _ = alternate(plain_pair, eco_pair)
     pre_s, plan = timed(lambda: wb.eco_plan(PROMPT, eco), repeats=5)
     write("eco_overhead", {
         "prompt": PROMPT, "path": "Workbench.generate (iterates Workbench.stream)", "eco": eco.to_dict(),
         "side_by_side_path": "Workbench.stream_many([original, eco]) vs [original, original]",
         "side_by_side_plain_seconds": round(pair_plain_s, 3), "side_by_side_eco_seconds": round(pair_eco_s, 3),
-        "side_by_side_overhead_ratio": round(pair_eco_s / pair_plain_s, 3), "new_tokens": [plain["new_tokens"], eco_out["new_tokens"]],
+        "side_by_side_overhead_ratio": round(statistics.median(pair_ratios), 3),
+        "side_by_side_ratio_of_medians": round(pair_eco_s / pair_plain_s, 3),
+        "side_by_side_pair_ratios": [round(r, 3) for r in pair_ratios],
+        "new_tokens": [plain["new_tokens"], eco_out["new_tokens"]],
         "plain_seconds": round(plain_s, 3), "eco_seconds": round(eco_s, 3),
-        "eco_overhead_ratio": round(eco_s / plain_s, 3), "target_ratio": 1.05,
+        "eco_overhead_ratio": round(statistics.median(ratios), 3), "ratio_of_medians": round(eco_s / plain_s, 3),
+        "pair_ratios": [round(r, 3) for r in ratios], "repeats": REPEATS, "target_ratio": 1.05,
         "gate_select_corrupt_seconds": round(pre_s, 4), "flagged": plan.flagged,
         "plain_tokens_per_second": round(plain["new_tokens"] / plain_s, 2),
         "model_load_seconds": round(load_s, 2), "classifier_threshold": clf.threshold,
@@ -59,16 +66,16 @@ def main() -> None:
 
 
 def alternate(plain, eco):
-    """A warm-up of each, then REPEATS alternating pairs (drift in the machine's speed hits both
-    alike): median seconds of each and their last results."""
+    """A warm-up of each, then REPEATS pairs, plain first in even pairs and ECO first in odd ones:
+    median seconds of each, each pair's ECO / plain ratio, and their last results."""
     plain(), eco()
-    plain_times, eco_times, out = [], [], [None, None]
-    for _ in range(REPEATS):
-        t, out[0] = timed(plain, repeats=1)
-        plain_times.append(t)
-        t, out[1] = timed(eco, repeats=1)
-        eco_times.append(t)
-    return statistics.median(plain_times), statistics.median(eco_times), out[0], out[1]
+    times, out, ratios = {plain: [], eco: []}, {}, []
+    for i in range(REPEATS):
+        for run in (plain, eco) if i % 2 == 0 else (eco, plain):
+            t, out[run] = timed(run, repeats=1)
+            times[run].append(t)
+        ratios.append(times[eco][-1] / times[plain][-1])
+    return statistics.median(times[plain]), statistics.median(times[eco]), ratios, out[plain], out[eco]
 
 
 if __name__ == "__main__":
